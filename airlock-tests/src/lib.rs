@@ -1,0 +1,137 @@
+//! Shared fixture tasks for airlock's integration tests.
+//!
+//! Every test binary links this crate, so each has the same registry. Tasks
+//! record their runs in a process-wide log keyed by a `tag` argument: tests run
+//! in parallel threads, and each uses its own tag to read only its own runs.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+fn log() -> &'static Mutex<HashMap<String, Vec<String>>> {
+    static LOG: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+    LOG.get_or_init(Default::default)
+}
+
+/// Appends `entry` to the runs recorded under `tag`.
+pub fn record_run(tag: &str, entry: impl Into<String>) {
+    log()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(tag.to_owned())
+        .or_default()
+        .push(entry.into());
+}
+
+/// The runs recorded under `tag`, in order.
+pub fn runs(tag: &str) -> Vec<String> {
+    log()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(tag)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A unique tag for one test.
+pub fn tag(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{name}#{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Records `value` under `tag`.
+#[airlock::task]
+pub fn record(tag: String, value: u64) {
+    record_run(&tag, format!("record({value})"));
+}
+
+/// Records `value` under `tag`, asynchronously.
+#[airlock::task]
+pub async fn record_async(tag: String, value: u64) {
+    tokio_yield().await;
+    record_run(&tag, format!("record_async({value})"));
+}
+
+/// A future that is pending once, so async tasks really suspend.
+async fn tokio_yield() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// Error returned by [`fail`].
+#[derive(Debug)]
+pub struct Boom(pub String);
+
+
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "boom: {}", self.0)
+    }
+}
+
+impl std::error::Error for Boom {}
+
+/// Always fails (after recording that it ran).
+#[airlock::task]
+pub fn fail(tag: String) -> Result<(), Boom> {
+    record_run(&tag, "fail");
+    Err(Boom(tag))
+}
+
+/// Always panics (after recording that it ran).
+#[airlock::task]
+pub fn panics(tag: String) {
+    record_run(&tag, "panics");
+    panic!("task panicked on purpose");
+}
+
+/// Records, then enqueues itself with `remaining - 1` until it reaches 0.
+#[airlock::task]
+pub fn cascade(tag: String, remaining: u32) -> airlock::Result<()> {
+    record_run(&tag, format!("cascade({remaining})"));
+    if remaining > 0 {
+        cascade::enqueue(tag, remaining - 1)?;
+    }
+    Ok(())
+}
+
+/// Records, then enqueues itself again: a runaway cascade.
+#[airlock::task]
+pub fn self_loop(tag: String) -> airlock::Result<()> {
+    record_run(&tag, "self_loop");
+    self_loop::enqueue(tag)?;
+    Ok(())
+}
+
+/// One order line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// How many.
+    pub quantity: u32,
+}
+
+/// The quickstart's email task.
+#[airlock::task]
+pub fn send_confirmation_email(order_id: u64) {
+    record_run("send_confirmation_email", order_id.to_string());
+}
+
+/// The quickstart's warehouse task, with an explicit stable name.
+#[airlock::task(name = "warehouse.notify")]
+pub async fn notify_warehouse(order_id: u64, lines: Vec<Line>) -> Result<(), Boom> {
+    record_run("warehouse.notify", format!("{order_id}:{}", lines.len()));
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! Process-wide defaults: the policy, executor and behaviour a scope uses when
+//! it is not given one. Anything passed to a [`Scope`](crate::Scope) explicitly wins.
+//!
+//! ```
+//! use airlock::{BlockTasks, Config};
+//! # #[airlock::task] fn send_email(user_id: u64) {}
+//!
+//! airlock::configure(Config::new().policy(BlockTasks::of(&[send_email::TASK])))?;
+//! assert_eq!(airlock::configuration().policies().count(), 1);
+//! airlock::reset_configuration();
+//! # Ok::<(), airlock::ConfigError>(())
+//! ```
+//!
+//! Settings can also come from the environment or a config file:
+//! [`Settings::from_env`] reads `AIRLOCK_POLICY`, `AIRLOCK_BLOCK_TASKS`,
+//! `AIRLOCK_BLOCK_TASKS_AT_ENQUEUE`, `AIRLOCK_LOG_ON_FLUSH` and
+//! `AIRLOCK_MAX_CASCADE_DEPTH`; [`Settings`] also deserializes with serde.
+//! Every task name is checked against the registry, and an unknown one is an
+//! error that suggests the closest registered names.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::executor::{Executor, InProcess};
+use crate::policy::{AssertNoEffects, BlockTasks, DropAll, LogOnFlush, Policy};
+use crate::registry::registry;
+use crate::scope::{DefaultBehavior, ScopeBehavior};
+
+/// The defaults scopes fall back on.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) policies: Vec<Arc<dyn Policy>>,
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) behavior: Arc<dyn ScopeBehavior>,
+    pub(crate) max_cascade_depth: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policies: Vec::new(),
+            executor: Arc::new(InProcess),
+            behavior: Arc::new(DefaultBehavior),
+            max_cascade_depth: 32,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("policies", &self.policies)
+            .field("executor", &self.executor)
+            .field("behavior", &self.behavior)
+            .field("max_cascade_depth", &self.max_cascade_depth)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The built-in defaults: no policy (allow all), [`InProcess`] executor,
+    /// flush on success, a cascade depth limit of 32.
+    pub fn new() -> Self {
+        Config::default()
+    }
+
+    /// Adds a default policy for outermost scopes that set none.
+    pub fn policy(mut self, policy: impl Policy) -> Self {
+        self.policies.push(Arc::new(policy));
+        self
+    }
+
+    /// Sets the default executor.
+    pub fn executor(mut self, executor: impl Executor) -> Self {
+        self.executor = Arc::new(executor);
+        self
+    }
+
+    /// Sets the default lifecycle behaviour.
+    pub fn behavior(mut self, behavior: impl ScopeBehavior) -> Self {
+        self.behavior = Arc::new(behavior);
+        self
+    }
+
+    /// How deep a cascade of tasks enqueueing tasks may go in process.
+    pub fn max_cascade_depth(mut self, depth: u32) -> Self {
+        self.max_cascade_depth = depth;
+        self
+    }
+
+    /// Applies `settings` on top of this configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownTask`] if a setting names an unregistered task.
+    pub fn with_settings(mut self, settings: &Settings) -> Result<Self, ConfigError> {
+        match settings.policy {
+            None | Some(PolicyName::AllowAll) => {}
+            Some(PolicyName::DropAll) => self = self.policy(DropAll),
+            Some(PolicyName::AssertNoEffects) => self = self.policy(AssertNoEffects),
+        }
+        if !settings.block_tasks.is_empty() {
+            let block = BlockTasks::names_in(&settings.block_tasks, "block_tasks")?;
+            self = self.policy(if settings.block_tasks_at_enqueue {
+                block.reject_at_enqueue()
+            } else {
+                block
+            });
+        }
+        if settings.log_on_flush {
+            self = self.policy(LogOnFlush);
+        }
+        if let Some(depth) = settings.max_cascade_depth {
+            self.max_cascade_depth = depth;
+        }
+        Ok(self)
+    }
+
+    /// The built-in defaults with [`Settings::from_env`] applied.
+    ///
+    /// # Errors
+    /// As [`Settings::from_env`] and [`with_settings`](Self::with_settings).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Config::new().with_settings(&Settings::from_env()?)
+    }
+
+    /// The default policies, in order.
+    pub fn policies(&self) -> impl Iterator<Item = &Arc<dyn Policy>> {
+        self.policies.iter()
+    }
+
+    /// The default executor.
+    pub fn executor_ref(&self) -> &Arc<dyn Executor> {
+        &self.executor
+    }
+}
+
+/// A named built-in policy, for settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    /// [`AllowAll`](crate::AllowAll).
+    AllowAll,
+    /// [`DropAll`]: a dry run.
+    DropAll,
+    /// [`AssertNoEffects`]: any enqueue is an error.
+    AssertNoEffects,
+}
+
+/// Declarative settings, from the environment or any serde format.
+///
+/// ```
+/// let settings: airlock::Settings = serde_json::from_str(
+///     r#"{ "policy": "drop_all", "log_on_flush": true }"#,
+/// ).unwrap();
+/// let config = airlock::Config::new().with_settings(&settings).unwrap();
+/// assert_eq!(config.policies().count(), 2);
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Settings {
+    /// A built-in policy for every outermost scope.
+    pub policy: Option<PolicyName>,
+    /// Task names to block (dropped at flush).
+    pub block_tasks: Vec<String>,
+    /// Reject blocked tasks at enqueue instead of dropping them at flush.
+    pub block_tasks_at_enqueue: bool,
+    /// Log every intent that reaches flush, through `tracing`.
+    pub log_on_flush: bool,
+    /// The in-process cascade depth limit.
+    pub max_cascade_depth: Option<u32>,
+}
+
+impl Settings {
+    /// Reads `AIRLOCK_POLICY` (`allow_all`, `drop_all`, `assert_no_effects`),
+    /// `AIRLOCK_BLOCK_TASKS` (comma-separated task names),
+    /// `AIRLOCK_BLOCK_TASKS_AT_ENQUEUE`, `AIRLOCK_LOG_ON_FLUSH` (`1`/`true`/`0`/`false`)
+    /// and `AIRLOCK_MAX_CASCADE_DEPTH`. Unset variables keep the defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::InvalidValue`] naming the variable and what it accepts.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut settings = Settings::default();
+        if let Some(value) = lookup("AIRLOCK_POLICY") {
+            settings.policy = Some(match value.trim() {
+                "allow_all" | "" => PolicyName::AllowAll,
+                "drop_all" => PolicyName::DropAll,
+                "assert_no_effects" => PolicyName::AssertNoEffects,
+                _ => return Err(invalid("AIRLOCK_POLICY", &value, "one of allow_all, drop_all, assert_no_effects")),
+            });
+        }
+        if let Some(value) = lookup("AIRLOCK_BLOCK_TASKS") {
+            settings.block_tasks = value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(value) = lookup("AIRLOCK_BLOCK_TASKS_AT_ENQUEUE") {
+            settings.block_tasks_at_enqueue = parse_bool("AIRLOCK_BLOCK_TASKS_AT_ENQUEUE", &value)?;
+        }
+        if let Some(value) = lookup("AIRLOCK_LOG_ON_FLUSH") {
+            settings.log_on_flush = parse_bool("AIRLOCK_LOG_ON_FLUSH", &value)?;
+        }
+        if let Some(value) = lookup("AIRLOCK_MAX_CASCADE_DEPTH") {
+            settings.max_cascade_depth = Some(value.trim().parse().map_err(|_| {
+                invalid("AIRLOCK_MAX_CASCADE_DEPTH", &value, "a whole number such as 32")
+            })?);
+        }
+        Ok(settings)
+    }
+}
+
+fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(invalid(setting, value, "1, true, 0 or false")),
+    }
+}
+
+fn invalid(setting: &str, value: &str, expected: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        setting: setting.to_owned(),
+        value: value.to_owned(),
+        expected: expected.to_owned(),
+    }
+}
+
+static GLOBAL: RwLock<Option<Arc<Config>>> = RwLock::new(None);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    // Scopes start far more often than configuration changes: each thread keeps
+    // the config it last saw and rereads only when the generation moves.
+    static CACHED: RefCell<Option<(u64, Arc<Config>)>> = const { RefCell::new(None) };
+}
+
+/// Replaces the process-wide defaults. Checks the task registry first.
+///
+/// # Errors
+/// [`ConfigError::Registry`] if two tasks share a name.
+pub fn configure(config: Config) -> Result<(), ConfigError> {
+    registry()
+        .validate()
+        .map_err(|e| ConfigError::Registry(Box::new(e)))?;
+    install(Some(Arc::new(config)));
+    Ok(())
+}
+
+/// The process-wide defaults currently in force.
+pub fn configuration() -> Arc<Config> {
+    current()
+}
+
+/// Restores the built-in defaults.
+pub fn reset_configuration() {
+    install(None);
+}
+
+fn install(config: Option<Arc<Config>>) {
+    let mut global = GLOBAL.write().unwrap_or_else(|p| p.into_inner());
+    *global = config;
+    GENERATION.fetch_add(1, Ordering::Release);
+}
+
+pub(crate) fn current() -> Arc<Config> {
+    let generation = GENERATION.load(Ordering::Acquire);
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        match &*cached {
+            Some((seen, config)) if *seen == generation => Arc::clone(config),
+            _ => {
+                let config = GLOBAL
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(Config::default()));
+                *cached = Some((generation, Arc::clone(&config)));
+                config
+            }
+        }
+    })
+}

@@ -1,0 +1,47 @@
+//! Enqueue: the front of the data path. An intent is checked by every policy in
+//! force and appended to the current scope's buffer; nothing is dispatched.
+
+use crate::context;
+use crate::error::Error;
+use crate::intent::{Intent, IntentId};
+use crate::policy::chain::{is_in_policy, PolicyLink};
+use crate::scope::active::is_inspecting;
+
+/// Enqueues a prebuilt intent into the current scope.
+///
+/// Generated `my_task::enqueue(..)` calls this; use it directly for intents
+/// built with [`Intent::new`] or decoded from elsewhere.
+///
+/// # Errors
+/// * [`Error::NoScope`]: no scope is current (never a silent dispatch);
+/// * [`Error::ScopeClosed`]: the current scope has ended;
+/// * [`Error::PolicyViolation`]: a policy's `on_enqueue` refused it (it is not buffered);
+/// * [`Error::PolicyEnqueue`]: called from inside a policy;
+/// * [`Error::ScopeBusy`]: this thread is inspecting the scope's intents.
+pub fn enqueue(mut intent: Intent) -> Result<IntentId, Error> {
+    if is_in_policy() {
+        return Err(Error::PolicyEnqueue { task: intent.name() });
+    }
+    if is_inspecting() {
+        return Err(Error::ScopeBusy { task: intent.name() });
+    }
+    let Some((scope, chain)) = context::target() else {
+        tracing::debug!(target: "airlock::enqueue", task = intent.name(), "enqueue outside a scope");
+        return Err(Error::NoScope { task: intent.name() });
+    };
+    intent.chain = chain;
+    intent.scope = Some(scope.info.id);
+    intent.cascade_depth = scope.cascade_depth;
+    if let Err(violation) = PolicyLink::check_enqueue(intent.chain.as_ref(), &intent) {
+        tracing::debug!(target: "airlock::policy", %violation, "intent rejected at enqueue");
+        return Err(violation.into());
+    }
+    tracing::trace!(
+        target: "airlock::enqueue",
+        task = intent.name(),
+        id = intent.id().get(),
+        scope = %scope.info,
+        "intent enqueued"
+    );
+    scope.push(intent)
+}

@@ -1,0 +1,242 @@
+//! The one error type every fallible airlock operation returns.
+
+use std::fmt;
+
+use crate::flush::DispatchFailure;
+use crate::scope::{ScopeInfo, ScopePhase};
+
+/// A boxed error as tasks and executors report it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`enum@Error`] as its error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when enqueueing, flushing or configuring.
+///
+/// Each message says what happened and what to do about it. The enum is
+/// `#[non_exhaustive]`: match the variants you handle and keep a `_` arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `enqueue` was called where no scope is active.
+    #[error(
+        "cannot enqueue `{task}`: no airlock scope is active on this thread or task. \
+         Run the caller inside a scope: #[airlock::scoped], airlock::scope(|| ...), \
+         airlock::scope_async(...), or carry a scope into a spawned task with ScopeHandle::bind"
+    )]
+    NoScope {
+        /// The task that was being enqueued.
+        task: &'static str,
+    },
+
+    /// The scope already ended (flushed or discarded); it takes no more intents.
+    #[error(
+        "cannot enqueue `{task}`: {scope} has already {phase}; it takes no more intents. \
+         Enqueue before the scope ends, or start a new scope for later work"
+    )]
+    ScopeClosed {
+        /// The task that was being enqueued.
+        task: &'static str,
+        /// The scope that refused it.
+        scope: ScopeInfo,
+        /// What the scope did when it ended.
+        phase: ScopePhase,
+    },
+
+    /// A policy's `on_enqueue` rejected the intent; it was not buffered.
+    #[error(transparent)]
+    PolicyViolation(#[from] PolicyViolation),
+
+    /// `enqueue` was called from inside a policy method.
+    #[error(
+        "cannot enqueue `{task}` from inside a policy: policies observe and filter intents, \
+         they must not create them. Move the enqueue out of the policy"
+    )]
+    PolicyEnqueue {
+        /// The task that was being enqueued.
+        task: &'static str,
+    },
+
+    /// `enqueue` was called while this thread holds the scope's intents for inspection.
+    #[error(
+        "cannot enqueue `{task}` while the scope's intents are borrowed for inspection on this \
+         thread; drop the guard returned by `intents()` first"
+    )]
+    ScopeBusy {
+        /// The task that was being enqueued.
+        task: &'static str,
+    },
+
+    /// No task is registered under this name.
+    #[error("{0}")]
+    UnknownTask(#[from] UnknownTask),
+
+    /// Two tasks were registered under the same name.
+    #[error(
+        "task name `{name}` is registered twice: at {first} and at {second}. \
+         Task names cross process boundaries and must be unique: give one of them \
+         #[airlock::task(name = \"...\")]"
+    )]
+    DuplicateTask {
+        /// The duplicated name.
+        name: String,
+        /// Where the first registration is (`file:line`).
+        first: String,
+        /// Where the second registration is (`file:line`).
+        second: String,
+    },
+
+    /// Serialized arguments could not be decoded into the task's argument type.
+    #[error(
+        "the arguments for task `{task}` cannot be decoded: {source}. \
+         The payload must be a JSON object with the task's parameter names as keys"
+    )]
+    Decode {
+        /// The task whose arguments failed to decode.
+        task: &'static str,
+        /// The underlying JSON error.
+        source: serde_json::Error,
+    },
+
+    /// Arguments could not be serialized (only happens when an intent leaves the process).
+    #[error("the arguments for task `{task}` cannot be serialized: {source}")]
+    Encode {
+        /// The task whose arguments failed to encode.
+        task: &'static str,
+        /// The underlying JSON error.
+        source: serde_json::Error,
+    },
+
+    /// Configuration was invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// The executor failed during flush; nothing after the failure was dispatched.
+    #[error(transparent)]
+    Dispatch(Box<DispatchFailure>),
+
+    /// A nested scope ended after its parent had ended; its intents were discarded.
+    #[error(
+        "{scope} ended after its parent {parent} had already ended, so its intents {lost:?} \
+         were discarded. A scope carried into a spawned task must finish before the scope \
+         it came from: await the task inside the parent scope"
+    )]
+    ParentClosed {
+        /// The scope that ended late.
+        scope: ScopeInfo,
+        /// The parent that had already ended.
+        parent: ScopeInfo,
+        /// The discarded intents, as `task(args)`.
+        lost: Vec<String>,
+    },
+
+    /// A policy panicked while flush was filtering; nothing was dispatched.
+    #[error(
+        "a policy panicked while {scope} was filtering its intents, so none were dispatched: \
+         {message}"
+    )]
+    PolicyPanicked {
+        /// The scope whose flush was aborted.
+        scope: ScopeInfo,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A scope method was called in a state that does not allow it.
+    #[error("{0}")]
+    State(String),
+}
+
+impl From<DispatchFailure> for Error {
+    fn from(failure: DispatchFailure) -> Self {
+        Error::Dispatch(Box::new(failure))
+    }
+}
+
+/// A policy refused an intent at enqueue time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("policy {policy} rejected `{task}` (enqueued at {origin}): {reason}")]
+pub struct PolicyViolation {
+    /// The name of the policy that refused.
+    pub policy: String,
+    /// The task that was refused.
+    pub task: &'static str,
+    /// Where the refused `enqueue` was called.
+    pub origin: String,
+    /// Why, in the policy's words.
+    pub reason: String,
+}
+
+/// No task is registered under a name; carries the names that are.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct UnknownTask {
+    /// The name that was looked up.
+    pub name: String,
+    /// The registered names closest to `name`, best first.
+    pub suggestions: Vec<String>,
+    /// Every registered name, sorted.
+    pub known: Vec<String>,
+}
+
+impl fmt::Display for UnknownTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no task is registered under the name `{}`", self.name)?;
+        if !self.suggestions.is_empty() {
+            write!(f, "; did you mean ")?;
+            write_names(f, &self.suggestions, " or ")?;
+            write!(f, "?")?;
+        }
+        if self.known.is_empty() {
+            write!(
+                f,
+                ". No tasks are registered at all: is the crate that defines them linked? \
+                 Add `use that_crate as _;` to the binary"
+            )
+        } else {
+            write!(f, ". Registered tasks: ")?;
+            write_names(f, &self.known, ", ")?;
+            write!(
+                f,
+                ". A task defined in a crate the binary never uses is not linked: \
+                 add `use that_crate as _;`"
+            )
+        }
+    }
+}
+
+fn write_names(f: &mut fmt::Formatter<'_>, names: &[String], sep: &str) -> fmt::Result {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            f.write_str(sep)?;
+        }
+        write!(f, "`{name}`")?;
+    }
+    Ok(())
+}
+
+/// Configuration could not be built or applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A policy names a task that is not registered.
+    #[error("{source} (in {setting})")]
+    UnknownTask {
+        /// Where the name came from, e.g. `AIRLOCK_BLOCK_TASKS`.
+        setting: String,
+        /// The lookup failure, with suggestions.
+        source: UnknownTask,
+    },
+    /// A setting has a value airlock does not understand.
+    #[error("invalid value {value:?} for {setting}: {expected}")]
+    InvalidValue {
+        /// The setting, e.g. an environment variable name.
+        setting: String,
+        /// The value found.
+        value: String,
+        /// What would be accepted instead.
+        expected: String,
+    },
+    /// The task registry is inconsistent (duplicate names).
+    #[error(transparent)]
+    Registry(Box<Error>),
+}

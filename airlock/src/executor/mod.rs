@@ -1,0 +1,87 @@
+//! Executors carry out what a flush lets through.
+//!
+//! An executor receives the surviving intents of one flush, in FIFO order, and
+//! dispatches them: runs them in-process ([`InProcess`], the default) or hands
+//! them to a job queue. It is fail-fast: on the first failure it stops and
+//! reports how far it got, handing back the intents it never attempted.
+
+mod in_process;
+
+use std::fmt;
+
+pub use in_process::InProcess;
+
+use crate::error::BoxError;
+use crate::intent::Intent;
+use crate::task::BoxFuture;
+
+/// Dispatches the intents of a flush.
+///
+/// Implement [`dispatch`](Self::dispatch); override
+/// [`dispatch_async`](Self::dispatch_async) when the executor does I/O or can
+/// await async tasks (the default runs `dispatch` inline).
+pub trait Executor: fmt::Debug + Send + Sync + 'static {
+    /// Dispatches `intents` in order, from a synchronous scope.
+    ///
+    /// # Errors
+    /// A [`DispatchError`] saying how many leading intents were dispatched,
+    /// and handing back the ones never attempted.
+    fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError>;
+
+    /// Dispatches `intents` in order, from an async scope.
+    ///
+    /// # Errors
+    /// As [`dispatch`](Self::dispatch).
+    fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
+        let result = self.dispatch(intents);
+        Box::pin(std::future::ready(result))
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for std::sync::Arc<E> {
+    fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
+        (**self).dispatch(intents)
+    }
+    fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
+        (**self).dispatch_async(intents)
+    }
+}
+
+/// An executor stopped part-way: the first `dispatched` intents went out, then
+/// it failed.
+#[derive(Debug)]
+pub struct DispatchError {
+    /// How many leading intents were dispatched.
+    pub dispatched: usize,
+    /// Whether the intent right after those was attempted and failed (a task
+    /// error) rather than not attempted at all (e.g. a batch the broker refused).
+    pub attempted_failed: bool,
+    /// What went wrong.
+    pub source: BoxError,
+    /// The intents never attempted, in order, handed back for a retry.
+    pub not_attempted: Vec<Intent>,
+}
+
+impl DispatchError {
+    /// The intent after the first `dispatched` ones was attempted and failed;
+    /// `rest` were never attempted.
+    pub fn failed_at(dispatched: usize, source: impl Into<BoxError>, rest: Vec<Intent>) -> Self {
+        DispatchError {
+            dispatched,
+            attempted_failed: true,
+            source: source.into(),
+            not_attempted: rest,
+        }
+    }
+
+    /// Nothing after the first `dispatched` intents was attempted; all of `rest`
+    /// is handed back (e.g. the broker refused the batch).
+    pub fn stopped_at(dispatched: usize, source: impl Into<BoxError>, rest: Vec<Intent>) -> Self {
+        DispatchError {
+            dispatched,
+            attempted_failed: false,
+            source: source.into(),
+            not_attempted: rest,
+        }
+    }
+}

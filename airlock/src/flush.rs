@@ -1,0 +1,541 @@
+//! The flush: how a scope's buffer becomes dispatched work, in two passes.
+//!
+//! 1. **Prepare** (logical end): the scope closes, so nothing can be added. A
+//!    nested scope routes each intent to the ancestor that captures it. The
+//!    outermost scope (and any intent every ancestor lets through early) is then
+//!    *filtered*: every policy on the intent's chain is asked, innermost first.
+//!    Filtering finishes for every intent before anything is dispatched, so a
+//!    policy that panics dispatches nothing.
+//! 2. **Dispatch** (physical): the survivors go to the executor in FIFO order.
+//!    The two steps are separate ([`PreparedFlush`]) so an integration can end a
+//!    scope now and dispatch later, e.g. after a transaction commits.
+//!
+//! Afterwards the scope keeps an [`IntentRecord`] per intent saying what became
+//! of it.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, Location};
+use std::sync::Arc;
+
+use crate::error::{BoxError, Error};
+use crate::executor::{DispatchError, Executor};
+use crate::intent::{Intent, IntentId};
+use crate::policy::chain::{in_policy, PolicyLink, PolicySource};
+use crate::scope::core::ScopeCore;
+use crate::scope::{DiscardReason, ScopeInfo, ScopePhase};
+use crate::task::TaskDef;
+
+/// What became of one intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fate {
+    /// Still in the buffer of an open scope.
+    Buffered,
+    /// Handed to the executor successfully.
+    Dispatched,
+    /// A policy's `allows` refused it at flush.
+    Dropped {
+        /// The refusing policy's name.
+        policy: String,
+        /// Whether it was a `with_policy` block or which scope's policy.
+        source: PolicySource,
+    },
+    /// Handed up to this ancestor scope, which now decides.
+    Captured {
+        /// The capturing scope.
+        by: ScopeInfo,
+    },
+    /// The executor attempted it and failed.
+    Failed {
+        /// The executor's error message.
+        error: String,
+    },
+    /// Not attempted, because an earlier intent in the same flush failed.
+    NotAttempted,
+    /// Thrown away with the scope.
+    Discarded(DiscardReason),
+}
+
+/// One intent's identity and fate, kept after its arguments are gone.
+#[derive(Debug, Clone)]
+pub struct IntentRecord {
+    /// The intent's id.
+    pub id: IntentId,
+    /// Its task.
+    pub task: &'static TaskDef,
+    /// Where it was enqueued.
+    pub origin: &'static Location<'static>,
+    /// Whether it was enqueued directly in this scope (`false`: captured from a
+    /// nested scope).
+    pub own: bool,
+    /// What became of it.
+    pub fate: Fate,
+}
+
+impl IntentRecord {
+    pub(crate) fn of(intent: &Intent, scope: &ScopeInfo, fate: Fate) -> Self {
+        IntentRecord {
+            id: intent.id(),
+            task: intent.task(),
+            origin: intent.origin(),
+            own: intent.scope == Some(scope.id),
+            fate,
+        }
+    }
+}
+
+impl fmt::Display for IntentRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} (enqueued at {}): ", self.task.name(), self.id, self.origin)?;
+        match &self.fate {
+            Fate::Buffered => f.write_str("buffered"),
+            Fate::Dispatched => f.write_str("dispatched"),
+            Fate::Dropped { policy, source } => match source {
+                PolicySource::Local => write!(f, "dropped by local policy {policy}"),
+                PolicySource::Scope(scope) => write!(f, "dropped by policy {policy} of {scope}"),
+            },
+            Fate::Captured { by } => write!(f, "captured by {by}"),
+            Fate::Failed { error } => write!(f, "failed: {error}"),
+            Fate::NotAttempted => f.write_str("not attempted"),
+            Fate::Discarded(reason) => write!(f, "discarded ({reason})"),
+        }
+    }
+}
+
+/// What a scope did with its intents when it ended.
+#[derive(Debug, Clone)]
+pub struct FlushReport {
+    /// The scope.
+    pub scope: ScopeInfo,
+    /// One record per intent, in FIFO order.
+    pub records: Vec<IntentRecord>,
+}
+
+impl FlushReport {
+    /// The records whose fate matches `pred`.
+    pub fn matching(&self, pred: impl Fn(&Fate) -> bool) -> impl Iterator<Item = &IntentRecord> {
+        self.records.iter().filter(move |r| pred(&r.fate))
+    }
+
+    /// Names of the dispatched tasks, in order.
+    pub fn dispatched(&self) -> Vec<&'static str> {
+        self.names(|f| matches!(f, Fate::Dispatched))
+    }
+
+    /// Names of the tasks dropped by a policy, in order.
+    pub fn dropped(&self) -> Vec<&'static str> {
+        self.names(|f| matches!(f, Fate::Dropped { .. }))
+    }
+
+    /// Names of the tasks handed up to an ancestor, in order.
+    pub fn captured(&self) -> Vec<&'static str> {
+        self.names(|f| matches!(f, Fate::Captured { .. }))
+    }
+
+    /// Names of the tasks discarded with the scope, in order.
+    pub fn discarded(&self) -> Vec<&'static str> {
+        self.names(|f| matches!(f, Fate::Discarded(_)))
+    }
+
+    fn names(&self, pred: impl Fn(&Fate) -> bool) -> Vec<&'static str> {
+        self.matching(pred).map(|r| r.task.name()).collect()
+    }
+}
+
+impl fmt::Display for FlushReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} intent(s)", self.scope, self.records.len())?;
+        for record in &self.records {
+            write!(f, "\n  {record}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The executor failed part-way through a flush (fail-fast): the report says
+/// which intents were dispatched, which failed and which were never attempted;
+/// the never-attempted intents are handed back so nothing is lost.
+#[derive(Debug)]
+pub struct DispatchFailure {
+    /// What became of every intent of the flush.
+    pub report: FlushReport,
+    /// The executor's error.
+    pub source: BoxError,
+    /// The intents the executor never attempted, in FIFO order, for a retry.
+    pub not_attempted: Vec<Intent>,
+}
+
+impl fmt::Display for DispatchFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dispatched = self.report.dispatched();
+        let failed: Vec<_> = self.report.names(|f| matches!(f, Fate::Failed { .. }));
+        write!(
+            f,
+            "dispatch failed in {}: {}. Dispatched {} intent(s) {:?}; failed {:?}; not attempted {:?} \
+             (their intents are in DispatchFailure::not_attempted)",
+            self.report.scope,
+            self.source,
+            dispatched.len(),
+            dispatched,
+            failed,
+            self.not_attempted.iter().map(Intent::name).collect::<Vec<_>>(),
+        )
+    }
+}
+
+impl std::error::Error for DispatchFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// A scope that has ended logically and been filtered, whose survivors are not
+/// dispatched yet. Dispatch it later (e.g. after a commit) with
+/// [`dispatch`](Self::dispatch) or [`dispatch_async`](Self::dispatch_async);
+/// dropping it discards the survivors.
+#[must_use = "dropping a PreparedFlush discards its intents; call dispatch()"]
+pub struct PreparedFlush {
+    core: Arc<ScopeCore>,
+    records: Vec<IntentRecord>,
+    survivors: Vec<(usize, Intent)>,
+    finished: bool,
+}
+
+impl fmt::Debug for PreparedFlush {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedFlush")
+            .field("scope", &self.core.info)
+            .field("survivors", &self.survivors.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedFlush {
+    /// The intents that passed every policy and will be dispatched, in order.
+    pub fn intents(&self) -> impl ExactSizeIterator<Item = &Intent> {
+        self.survivors.iter().map(|(_, intent)| intent)
+    }
+
+    /// Dispatches the survivors with the scope's executor.
+    ///
+    /// # Errors
+    /// [`Error::Dispatch`] if the executor fails; see [`DispatchFailure`].
+    pub fn dispatch(self) -> Result<FlushReport, Error> {
+        let executor = Arc::clone(&self.core.executor);
+        self.dispatch_with(&*executor)
+    }
+
+    /// Dispatches the survivors with `executor` instead of the scope's own.
+    ///
+    /// # Errors
+    /// [`Error::Dispatch`] if the executor fails.
+    pub fn dispatch_with(mut self, executor: &dyn Executor) -> Result<FlushReport, Error> {
+        let (indices, intents) = self.take_survivors();
+        let result = if intents.is_empty() {
+            Ok(())
+        } else {
+            executor.dispatch(intents)
+        };
+        self.complete(indices, result)
+    }
+
+    /// Dispatches the survivors with the scope's executor's async path
+    /// (async tasks are awaited by the in-process executor).
+    ///
+    /// # Errors
+    /// [`Error::Dispatch`] if the executor fails.
+    pub async fn dispatch_async(self) -> Result<FlushReport, Error> {
+        let executor = Arc::clone(&self.core.executor);
+        self.dispatch_async_with(&*executor).await
+    }
+
+    /// Async dispatch with `executor` instead of the scope's own.
+    ///
+    /// # Errors
+    /// [`Error::Dispatch`] if the executor fails.
+    pub async fn dispatch_async_with(mut self, executor: &dyn Executor) -> Result<FlushReport, Error> {
+        let (indices, intents) = self.take_survivors();
+        let result = if intents.is_empty() {
+            Ok(())
+        } else {
+            executor.dispatch_async(intents).await
+        };
+        self.complete(indices, result)
+    }
+
+    fn take_survivors(&mut self) -> (Vec<usize>, Vec<Intent>) {
+        std::mem::take(&mut self.survivors).into_iter().unzip()
+    }
+
+    fn complete(
+        mut self,
+        indices: Vec<usize>,
+        result: Result<(), DispatchError>,
+    ) -> Result<FlushReport, Error> {
+        self.finished = true;
+        let mut records = std::mem::take(&mut self.records);
+        let info = self.core.info.clone();
+        let outcome = match result {
+            Ok(()) => {
+                for &i in &indices {
+                    records[i].fate = Fate::Dispatched;
+                }
+                Ok(())
+            }
+            Err(failure) => {
+                let DispatchError {
+                    dispatched,
+                    attempted_failed,
+                    source,
+                    not_attempted,
+                } = failure;
+                for (n, &i) in indices.iter().enumerate() {
+                    records[i].fate = if n < dispatched {
+                        Fate::Dispatched
+                    } else if n == dispatched && attempted_failed {
+                        Fate::Failed {
+                            error: source.to_string(),
+                        }
+                    } else {
+                        Fate::NotAttempted
+                    };
+                }
+                Err((source, not_attempted))
+            }
+        };
+        let report = FlushReport {
+            scope: info,
+            records: records.clone(),
+        };
+        self.core.end(ScopePhase::Flushed, records, None);
+        match outcome {
+            Ok(()) => {
+                tracing::debug!(
+                    target: "airlock::flush",
+                    scope = %report.scope,
+                    dispatched = indices.len(),
+                    total = report.records.len(),
+                    "scope flushed"
+                );
+                Ok(report)
+            }
+            Err((source, not_attempted)) => {
+                let failure = DispatchFailure {
+                    report,
+                    source,
+                    not_attempted,
+                };
+                tracing::error!(target: "airlock::flush", error = %failure, "dispatch failed");
+                Err(failure.into())
+            }
+        }
+    }
+}
+
+impl Drop for PreparedFlush {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let reason = DiscardReason::Requested("the prepared flush was dropped before dispatch".into());
+        let mut records = std::mem::take(&mut self.records);
+        for (i, _) in &self.survivors {
+            records[*i].fate = Fate::Discarded(reason.clone());
+        }
+        tracing::debug!(
+            target: "airlock::flush",
+            scope = %self.core.info,
+            lost = self.survivors.len(),
+            "prepared flush dropped; intents discarded"
+        );
+        self.core.end(ScopePhase::Discarded, records, Some(reason));
+    }
+}
+
+/// Ends `core` logically and filters it; see the module docs.
+pub(crate) fn prepare(core: &Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
+    let intents = core.close()?;
+    let info = &core.info;
+    let mut records = Vec::with_capacity(intents.len());
+    let mut candidates = Vec::with_capacity(if core.parent.is_some() { 0 } else { intents.len() });
+
+    if core.parent.is_some() {
+        route_to_ancestors(core, intents, &mut records, &mut candidates)?;
+    } else {
+        for intent in intents {
+            records.push(IntentRecord::of(&intent, info, Fate::Buffered));
+            candidates.push((records.len() - 1, intent));
+        }
+    }
+
+    // Pass 1 of 2: ask every policy about every candidate before dispatching any.
+    let verdicts = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        in_policy(|| {
+            candidates
+                .iter()
+                .map(|(_, intent)| {
+                    PolicyLink::first_refusal(intent.chain.as_ref(), intent)
+                        .map(|link| (link.policy.name(), link.source.clone()))
+                })
+                .collect::<Vec<_>>()
+        })
+    }));
+    let verdicts = match verdicts {
+        Ok(verdicts) => verdicts,
+        Err(panic) => {
+            let message = panic_message(&*panic);
+            let reason = DiscardReason::PolicyPanicked(message.clone());
+            for (i, _) in &candidates {
+                records[*i].fate = Fate::Discarded(reason.clone());
+            }
+            tracing::error!(
+                target: "airlock::flush",
+                scope = %info,
+                lost = candidates.len(),
+                %message,
+                "a policy panicked while filtering; nothing was dispatched"
+            );
+            core.end(ScopePhase::Discarded, records, Some(reason));
+            return Err(Error::PolicyPanicked {
+                scope: info.clone(),
+                message,
+            });
+        }
+    };
+
+    let mut survivors = Vec::with_capacity(candidates.len());
+    for ((i, intent), verdict) in candidates.into_iter().zip(verdicts) {
+        match verdict {
+            Some((policy, source)) => {
+                tracing::debug!(
+                    target: "airlock::policy",
+                    intent = %intent,
+                    %policy,
+                    "intent dropped by policy"
+                );
+                records[i].fate = Fate::Dropped { policy, source };
+            }
+            None => survivors.push((i, intent)),
+        }
+    }
+    Ok(PreparedFlush {
+        core: Arc::clone(core),
+        records,
+        survivors,
+        finished: false,
+    })
+}
+
+/// Hands each intent of a nested scope to the nearest ancestor that captures
+/// it; intents every ancestor lets through become dispatch candidates.
+fn route_to_ancestors(
+    core: &Arc<ScopeCore>,
+    intents: Vec<Intent>,
+    records: &mut Vec<IntentRecord>,
+    candidates: &mut Vec<(usize, Intent)>,
+) -> Result<(), Error> {
+    let info = &core.info;
+    let ancestors: Vec<&Arc<ScopeCore>> = core.ancestors().collect();
+    let mut captured: Vec<Vec<Intent>> = (0..ancestors.len()).map(|_| Vec::new()).collect();
+    let mut captured_records: Vec<Vec<usize>> = (0..ancestors.len()).map(|_| Vec::new()).collect();
+
+    for intent in intents {
+        let taker = ancestors
+            .iter()
+            .position(|a| !a.behavior.allow_descendant_dispatch(info, &intent));
+        match taker {
+            Some(a) => {
+                records.push(IntentRecord::of(
+                    &intent,
+                    info,
+                    Fate::Captured {
+                        by: ancestors[a].info.clone(),
+                    },
+                ));
+                captured_records[a].push(records.len() - 1);
+                captured[a].push(intent);
+            }
+            None => {
+                records.push(IntentRecord::of(&intent, info, Fate::Buffered));
+                candidates.push((records.len() - 1, intent));
+            }
+        }
+    }
+
+    let mut lost = Vec::new();
+    for (a, intents) in captured.into_iter().enumerate() {
+        if intents.is_empty() {
+            continue;
+        }
+        if let Err(refused) = ancestors[a].capture(intents) {
+            for &i in &captured_records[a] {
+                records[i].fate = Fate::Discarded(DiscardReason::ParentClosed);
+            }
+            lost.extend(refused.iter().map(ToString::to_string));
+            tracing::error!(
+                target: "airlock::flush",
+                scope = %info,
+                parent = %ancestors[a].info,
+                lost = refused.len(),
+                "a nested scope ended after its parent; its intents were discarded"
+            );
+        }
+    }
+    if !lost.is_empty() {
+        // Anything left to dispatch early is discarded too: the boundary that
+        // should have decided is gone.
+        for (i, _) in candidates.drain(..) {
+            records[i].fate = Fate::Discarded(DiscardReason::ParentClosed);
+        }
+        let parent = core.parent.as_ref().map(|p| p.info.clone());
+        core.end(ScopePhase::Discarded, std::mem::take(records), Some(DiscardReason::ParentClosed));
+        return Err(Error::ParentClosed {
+            scope: info.clone(),
+            parent: parent.expect("a nested scope has a parent"),
+            lost,
+        });
+    }
+    Ok(())
+}
+
+/// Ends `core` by discarding everything it buffered.
+pub(crate) fn discard(core: &ScopeCore, reason: DiscardReason) -> FlushReport {
+    let intents = {
+        let mut state = core.state();
+        if state.phase != ScopePhase::Open {
+            return FlushReport {
+                scope: core.info.clone(),
+                records: state.records.clone(),
+            };
+        }
+        state.buffer.take()
+    };
+    let records: Vec<IntentRecord> = intents
+        .iter()
+        .map(|intent| IntentRecord::of(intent, &core.info, Fate::Discarded(reason.clone())))
+        .collect();
+    if records.is_empty() {
+        tracing::trace!(target: "airlock::scope", scope = %core.info, %reason, "scope discarded");
+    } else {
+        tracing::debug!(
+            target: "airlock::scope",
+            scope = %core.info,
+            lost = records.len(),
+            %reason,
+            "scope discarded its intents"
+        );
+    }
+    core.end(ScopePhase::Discarded, records.clone(), Some(reason));
+    FlushReport {
+        scope: core.info.clone(),
+        records,
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned())
+}

@@ -1,0 +1,299 @@
+//! An intent: "this task should run with these arguments", not yet dispatched.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::error::Error;
+use crate::policy::chain::{PolicyLink, PolicySource};
+use crate::policy::Policy;
+use crate::scope::ScopeId;
+use crate::task::{ErasedArgs, Task, TaskDef};
+
+/// A process-unique, increasing identifier of an intent (FIFO order within a thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IntentId(u64);
+
+impl IntentId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        IntentId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The numeric value.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for IntentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// How an executor should dispatch an intent. All fields are optional hints;
+/// the in-process executor ignores them, queue executors honour them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DispatchOptions {
+    /// Run no earlier than this long after dispatch.
+    pub delay: Option<Duration>,
+    /// Run no earlier than this instant.
+    pub run_at: Option<SystemTime>,
+    /// The queue to push to; executors fall back to their default queue.
+    pub queue: Option<Cow<'static, str>>,
+    /// Higher runs earlier where the executor supports priorities.
+    pub priority: Option<i32>,
+    /// How many times a queue may attempt the task before giving up.
+    pub max_attempts: Option<u32>,
+}
+
+/// A buffered side effect: a task, its typed arguments, how to dispatch it,
+/// where it was enqueued, and the local policies in force there.
+///
+/// `Display` reads like the call: `send_confirmation_email(42)`.
+pub struct Intent {
+    id: IntentId,
+    task: &'static TaskDef,
+    args: ErasedArgs,
+    options: Option<Box<DispatchOptions>>,
+    origin: &'static Location<'static>,
+    pub(crate) chain: Option<Arc<PolicyLink>>,
+    pub(crate) scope: Option<ScopeId>,
+    pub(crate) cascade_depth: u32,
+}
+
+impl Intent {
+    /// Builds an intent for task `T` from its generated arguments struct.
+    ///
+    /// Most code uses the generated `my_task::enqueue(..)` / `my_task::intent(..)`
+    /// instead, which take the arguments positionally.
+    #[track_caller]
+    pub fn new<T: Task>(args: T::Args) -> Self {
+        Self::from_erased(T::def(), Box::new(args), None, Location::caller())
+    }
+
+    /// Builds an intent from already type-erased arguments, e.g. decoded by
+    /// [`TaskDef::decode_args`]. The arguments must be the task's own `Args` type.
+    #[track_caller]
+    pub fn from_decoded(task: &'static TaskDef, args: ErasedArgs) -> Self {
+        Self::from_erased(task, args, None, Location::caller())
+    }
+
+    pub(crate) fn from_erased(
+        task: &'static TaskDef,
+        args: ErasedArgs,
+        options: Option<Box<DispatchOptions>>,
+        origin: &'static Location<'static>,
+    ) -> Self {
+        Intent {
+            id: IntentId::next(),
+            task,
+            args,
+            options,
+            origin,
+            chain: None,
+            scope: None,
+            cascade_depth: 0,
+        }
+    }
+
+    /// The intent's process-unique id.
+    pub fn id(&self) -> IntentId {
+        self.id
+    }
+
+    /// The task's registered name.
+    pub fn name(&self) -> &'static str {
+        self.task.name()
+    }
+
+    /// The task's registry entry.
+    pub fn task(&self) -> &'static TaskDef {
+        self.task
+    }
+
+    /// Whether this is an intent for task `T`.
+    pub fn is<T: Task>(&self) -> bool {
+        std::ptr::eq(self.task, T::def()) || self.task == T::def()
+    }
+
+    /// The typed arguments, if this is an intent for task `T`.
+    ///
+    /// ```
+    /// # #[airlock::task] fn send_email(user_id: u64) {}
+    /// let captured = airlock::testing::capture(|| send_email::enqueue(7).map(drop));
+    /// let args = captured.intents[0].args::<send_email>().unwrap();
+    /// assert_eq!(args.user_id, 7);
+    /// ```
+    pub fn args<T: Task>(&self) -> Option<&T::Args> {
+        self.args.downcast_ref::<T::Args>()
+    }
+
+    /// The type-erased arguments (the in-process executor moves them into the task).
+    pub fn erased_args(&self) -> &(dyn Any + Send + Sync) {
+        &*self.args
+    }
+
+    /// The arguments as a JSON object keyed by parameter name, as they would
+    /// travel to a queue. This is the only place arguments are serialized.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if an argument's `Serialize` impl fails.
+    pub fn args_json(&self) -> Result<serde_json::Value, Error> {
+        self.task.encode_args(&*self.args)
+    }
+
+    /// How the intent asks to be dispatched.
+    pub fn options(&self) -> &DispatchOptions {
+        static DEFAULT: DispatchOptions = DispatchOptions {
+            delay: None,
+            run_at: None,
+            queue: None,
+            priority: None,
+            max_attempts: None,
+        };
+        self.options.as_deref().unwrap_or(&DEFAULT)
+    }
+
+    /// Where `enqueue` was called (recorded with `#[track_caller]`).
+    pub fn origin(&self) -> &'static Location<'static> {
+        self.origin
+    }
+
+    /// How many task executions led to this intent: 0 when enqueued by ordinary
+    /// code, 1 when enqueued by a task, and so on.
+    pub fn cascade_depth(&self) -> u32 {
+        self.cascade_depth
+    }
+
+    /// The policies of the `with_policy` blocks this intent was enqueued in,
+    /// innermost first.
+    pub fn local_policies(&self) -> impl Iterator<Item = &Arc<dyn Policy>> + '_ {
+        PolicyLink::iter(self.chain.as_ref())
+            .filter(|link| link.source == PolicySource::Local)
+            .map(|link| &link.policy)
+    }
+
+    /// Whether every local policy captured at enqueue allows this intent.
+    pub fn passes_local_policies(&self) -> bool {
+        crate::policy::chain::in_policy(|| self.local_policies().all(|p| p.allows(self)))
+    }
+
+    /// Splits the intent into its task and erased arguments, for executors.
+    pub fn into_parts(self) -> (&'static TaskDef, ErasedArgs) {
+        (self.task, self.args)
+    }
+}
+
+impl fmt::Display for Intent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.task.name())?;
+        f.write_str("(")?;
+        self.task.fmt_args(&*self.args, f)?;
+        f.write_str(")")
+    }
+}
+
+impl fmt::Debug for Intent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self} {} at {}", self.id, self.origin)?;
+        if let Some(options) = &self.options {
+            write!(f, " {options:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Builder for an intent with dispatch options; `my_task::intent(..)` returns one.
+///
+/// ```
+/// # use std::time::Duration;
+/// # #[airlock::task] fn notify_warehouse(order_id: u64) {}
+/// # airlock::testing::capture(|| -> airlock::Result<()> {
+/// notify_warehouse::intent(42)
+///     .delay(Duration::from_secs(60))
+///     .queue("warehouse")
+///     .enqueue()?;
+/// # Ok(()) });
+/// ```
+#[must_use = "an intent does nothing until `.enqueue()` is called"]
+pub struct IntentBuilder<T: Task> {
+    args: T::Args,
+    options: DispatchOptions,
+    origin: &'static Location<'static>,
+    _task: PhantomData<fn() -> T>,
+}
+
+impl<T: Task> IntentBuilder<T> {
+    /// Starts a builder; used by the generated `intent` function.
+    #[track_caller]
+    pub fn new(args: T::Args) -> Self {
+        IntentBuilder {
+            args,
+            options: DispatchOptions::default(),
+            origin: Location::caller(),
+            _task: PhantomData,
+        }
+    }
+
+    /// Run no earlier than `delay` after dispatch.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.options.delay = Some(delay);
+        self
+    }
+
+    /// Run no earlier than `at`.
+    pub fn run_at(mut self, at: SystemTime) -> Self {
+        self.options.run_at = Some(at);
+        self
+    }
+
+    /// Push to this queue instead of the executor's default.
+    pub fn queue(mut self, queue: impl Into<Cow<'static, str>>) -> Self {
+        self.options.queue = Some(queue.into());
+        self
+    }
+
+    /// Priority hint: higher runs earlier where the executor supports it.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.priority = Some(priority);
+        self
+    }
+
+    /// How many attempts a queue may make.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.options.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Builds the intent without enqueueing it.
+    pub fn build(self) -> Intent {
+        let options = (self.options != DispatchOptions::default()).then(|| Box::new(self.options));
+        Intent::from_erased(T::def(), Box::new(self.args), options, self.origin)
+    }
+
+    /// Enqueues the intent into the current scope.
+    ///
+    /// # Errors
+    /// As [`enqueue`](crate::enqueue): no scope, a closed scope, or a policy rejection.
+    pub fn enqueue(self) -> Result<IntentId, Error> {
+        crate::enqueue::enqueue(self.build())
+    }
+}
+
+impl<T: Task> fmt::Debug for IntentBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntentBuilder")
+            .field("task", &T::def().name())
+            .field("options", &self.options)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}

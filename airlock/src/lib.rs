@@ -1,0 +1,145 @@
+//! Buffer side effects anywhere; let the surrounding scope decide when and
+//! whether they escape.
+//!
+//! Code anywhere (a model method, a service, a task) says *"this should
+//! happen"* by enqueueing an **intent**. Nothing escapes yet. The surrounding
+//! **scope** (a request, a job, a command, a transaction) decides when and
+//! whether the intents are dispatched: after success, never after failure,
+//! filtered by **policies**, and carried out by an **executor**.
+//!
+//! ```
+//! use airlock::DropAll;
+//!
+//! /// A task: a registered function whose calls can be buffered.
+//! #[airlock::task]
+//! fn send_confirmation_email(order_id: u64) -> Result<(), std::io::Error> {
+//!     println!("emailing order {order_id}");
+//!     Ok(())
+//! }
+//!
+//! fn place_order(order_id: u64) -> airlock::Result<u64> {
+//!     // Typed: wrong arguments do not compile. Outside a scope: Err(NoScope).
+//!     send_confirmation_email::enqueue(order_id)?;
+//!     Ok(order_id)
+//! }
+//!
+//! /// A scope: flushes on Ok, discards on Err or panic.
+//! #[airlock::scoped]
+//! fn checkout(order_id: u64) -> airlock::Result<u64> {
+//!     place_order(order_id) // the email is sent after this returns Ok
+//! }
+//!
+//! /// The same code as a dry run.
+//! #[airlock::scoped(policy = DropAll)]
+//! fn checkout_dry_run(order_id: u64) -> airlock::Result<u64> {
+//!     place_order(order_id) // enqueued, then dropped
+//! }
+//!
+//! checkout(1)?;
+//! checkout_dry_run(2)?;
+//! assert!(place_order(3).is_err()); // no scope, no silent dispatch
+//! # Ok::<(), airlock::Error>(())
+//! ```
+//!
+//! # The data path
+//! `enqueue` ([`mod@enqueue`]) → the scope's buffer ([`scope`]) → policies
+//! ([`policy`]) → the flush ([`flush`]) → an executor ([`executor`]).
+//!
+//! * **Tasks** (`#[airlock::task]`): the generated `my_task::enqueue(..)` takes
+//!   the function's own parameters; `my_task::intent(..)` returns a builder for
+//!   dispatch options (delay, queue, priority). Task names are stable strings
+//!   registered process-wide ([`registry()`]); arguments must be owned and
+//!   serde-serializable, but are only serialized when an intent leaves the process.
+//! * **Scopes** (`#[airlock::scoped]`, [`scope`], [`scope_async`], [`Scope`]):
+//!   a nested scope hands its intents to its parent, so the outermost scope
+//!   decides. An async scope travels with its future: it is entered on every
+//!   poll, so it is correct on a multi-threaded runtime and never leaks into
+//!   other tasks. Spawned tasks do not inherit a scope; carry one explicitly
+//!   with [`ScopeHandle::bind`].
+//! * **Policies** ([`Policy`]): [`AllowAll`], [`DropAll`], [`AssertNoEffects`],
+//!   [`BlockTasks`], [`LogOnFlush`], on a scope or on a block ([`with_policy`]).
+//! * **Executors** ([`Executor`]): [`InProcess`] by default; each task it runs
+//!   gets its own scope, as on a queue worker.
+//! * **Configuration** ([`configure`], [`Settings::from_env`]): defaults for
+//!   every scope; explicit settings win.
+//! * **Testing** ([`testing`]): capture what code enqueues without dispatching.
+//!
+//! # `#[airlock::scoped]`
+//! The function must return `Result<T, E>` with `E: From<airlock::Error>`, so
+//! a failed flush can be reported:
+//!
+//! ```compile_fail
+//! #[airlock::scoped]
+//! fn no_result() {} // error: a scope body must return `Result<T, E>`
+//! ```
+//!
+//! # Tasks in another crate
+//! `inventory` registers a task only if its crate is linked. If a binary never
+//! names anything from the crate defining its tasks (e.g. a worker that runs
+//! tasks by name), add `use my_tasks as _;` to the binary.
+
+#![doc(html_root_url = "https://docs.rs/airlock/0.1.0")]
+
+// Lets the macros' `::airlock::…` paths resolve inside this crate's own tests.
+#[allow(unused_extern_crates)]
+extern crate self as airlock;
+
+mod buffer;
+mod config;
+mod context;
+pub mod enqueue;
+mod error;
+pub mod executor;
+pub mod flush;
+mod intent;
+pub mod policy;
+mod registry;
+pub mod scope;
+mod task;
+pub mod testing;
+
+#[doc(hidden)]
+pub mod __private;
+
+/// Turns a function into a task that can be enqueued; see the crate docs.
+///
+/// Generates, next to the function, a handle type of the same name with:
+/// * `enqueue(args..) -> airlock::Result<IntentId>`: enqueue into the current scope;
+/// * `intent(args..) -> IntentBuilder`: set dispatch options, then `.enqueue()`;
+/// * `TASK: &'static TaskDef`: the registry entry (for [`BlockTasks::of`]);
+/// * an implementation of [`Task`], whose `Args` struct has one public field per parameter.
+///
+/// The function stays callable directly. Options: `name = "stable.name"`
+/// (default: the function name). `#[serde(..)]` attributes on a parameter
+/// apply to its field in the serialized arguments.
+///
+/// ```compile_fail
+/// #[airlock::task]
+/// fn greet(name: &str) {} // error: task arguments must be owned
+/// ```
+#[doc(inline)]
+pub use airlock_macros::task;
+
+/// Runs a function inside its own scope: flush on `Ok`, discard on `Err`,
+/// panic or cancellation. Works on `fn` and `async fn`; see the crate docs.
+///
+/// Options: `policy = expr`, `executor = expr`, `behavior = expr`, `name = "..."`.
+#[doc(inline)]
+pub use airlock_macros::scoped;
+
+pub use config::{configuration, configure, reset_configuration, Config, PolicyName, Settings};
+pub use enqueue::enqueue;
+pub use error::{BoxError, ConfigError, Error, PolicyViolation, Result, UnknownTask};
+pub use executor::{DispatchError, Executor, InProcess};
+pub use flush::{DispatchFailure, Fate, FlushReport, IntentRecord, PreparedFlush};
+pub use intent::{DispatchOptions, Intent, IntentBuilder, IntentId};
+pub use policy::{
+    with_policy, with_policy_async, AllowAll, AssertNoEffects, BlockTasks, DropAll, LogOnFlush,
+    Policies, Policy, PolicySource,
+};
+pub use registry::{registry, Registry};
+pub use scope::{
+    current, scope, scope_async, ActiveScope, AlwaysFlush, DefaultBehavior, DiscardReason, Outcome,
+    Scope, ScopeBehavior, ScopeHandle, ScopeId, ScopeInfo, ScopeOutput, ScopePhase, ScopedFuture,
+};
+pub use task::{Task, TaskDef, TaskKind, TaskOutput};

@@ -1,0 +1,168 @@
+//! The built-in policies.
+
+use std::collections::BTreeSet;
+
+use crate::error::{ConfigError, PolicyViolation};
+use crate::intent::Intent;
+use crate::policy::{violation, Policy};
+use crate::registry::registry;
+use crate::task::TaskDef;
+
+/// Lets everything through (the default when no policy is set).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowAll;
+
+impl Policy for AllowAll {}
+
+/// Buffers everything and dispatches nothing: a dry run. The scope still lists
+/// what it would have dispatched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DropAll;
+
+impl Policy for DropAll {
+    fn allows(&self, _: &Intent) -> bool {
+        false
+    }
+}
+
+/// Rejects every enqueue with an error: for code that must have no side effects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AssertNoEffects;
+
+impl Policy for AssertNoEffects {
+    fn on_enqueue(&self, intent: &Intent) -> Result<(), PolicyViolation> {
+        Err(violation(self, intent, "this code must not have side effects"))
+    }
+}
+
+/// Blocks tasks by name: drops them at flush, or, with
+/// [`reject_at_enqueue`](Self::reject_at_enqueue), refuses them at enqueue.
+///
+/// ```
+/// use airlock::BlockTasks;
+/// # #[airlock::task] fn send_email(user_id: u64) {}
+///
+/// let typed = BlockTasks::of(&[send_email::TASK]);        // checked by the compiler
+/// let named = BlockTasks::names(["send_email"]).unwrap(); // checked against the registry
+/// assert!(typed.blocks("send_email") && named.blocks("send_email"));
+/// assert!(BlockTasks::names(["send_emial"]).unwrap_err().to_string().contains("send_email"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct BlockTasks {
+    names: BTreeSet<&'static str>,
+    at_enqueue: bool,
+}
+
+impl BlockTasks {
+    /// Blocks these tasks.
+    pub fn of(tasks: &[&'static TaskDef]) -> Self {
+        BlockTasks {
+            names: tasks.iter().map(|t| t.name()).collect(),
+            at_enqueue: false,
+        }
+    }
+
+    /// Blocks tasks by registered name.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownTask`] for a name no task is registered under,
+    /// suggesting the closest registered names.
+    pub fn names<I>(names: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::names_in(names, "BlockTasks::names")
+    }
+
+    /// Reads `AIRLOCK_BLOCK_TASKS` (comma-separated names); `None` when unset or empty.
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownTask`] for a name that is not registered.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        match std::env::var("AIRLOCK_BLOCK_TASKS") {
+            Ok(value) if !value.trim().is_empty() => Self::names_in(
+                value.split(',').map(str::trim).filter(|s| !s.is_empty()),
+                "AIRLOCK_BLOCK_TASKS",
+            )
+            .map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn names_in<I>(names: I, setting: &str) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let registry = registry();
+        let mut set = BTreeSet::new();
+        for name in names {
+            let name = name.as_ref();
+            match registry.get(name) {
+                Ok(def) => {
+                    set.insert(def.name());
+                }
+                Err(crate::Error::UnknownTask(source)) => {
+                    return Err(ConfigError::UnknownTask {
+                        setting: setting.to_owned(),
+                        source,
+                    })
+                }
+                Err(other) => return Err(ConfigError::Registry(Box::new(other))),
+            }
+        }
+        Ok(BlockTasks {
+            names: set,
+            at_enqueue: false,
+        })
+    }
+
+    /// Refuse blocked tasks when they are enqueued (the caller gets a
+    /// [`PolicyViolation`]) instead of dropping them silently at flush.
+    pub fn reject_at_enqueue(mut self) -> Self {
+        self.at_enqueue = true;
+        self
+    }
+
+    /// Whether this policy blocks the task registered as `name`.
+    pub fn blocks(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+}
+
+impl Policy for BlockTasks {
+    fn on_enqueue(&self, intent: &Intent) -> Result<(), PolicyViolation> {
+        if self.at_enqueue && self.blocks(intent.name()) {
+            return Err(violation(self, intent, "this task is blocked here"));
+        }
+        Ok(())
+    }
+
+    fn allows(&self, intent: &Intent) -> bool {
+        !self.blocks(intent.name())
+    }
+
+    fn name(&self) -> String {
+        let names: Vec<&str> = self.names.iter().copied().collect();
+        format!("BlockTasks({})", names.join(", "))
+    }
+}
+
+/// Logs every intent that reaches flush (at `INFO`, target `airlock::flush`)
+/// and lets it through. Put it last to log only what will be dispatched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOnFlush;
+
+impl Policy for LogOnFlush {
+    fn allows(&self, intent: &Intent) -> bool {
+        tracing::info!(
+            target: "airlock::flush",
+            intent = %intent,
+            id = intent.id().get(),
+            origin = %intent.origin(),
+            "flushing intent"
+        );
+        true
+    }
+}

@@ -1,0 +1,91 @@
+//! The chain of policies an intent must pass: a singly linked list from the
+//! innermost `with_policy` block or scope out to the outermost scope.
+//!
+//! Every frame on the context stack points at its chain, so an intent takes
+//! the chain of the frame it is enqueued under with one reference-count bump,
+//! and nested frames share the links of the frames around them.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use crate::error::PolicyViolation;
+use crate::intent::Intent;
+use crate::policy::Policy;
+use crate::scope::ScopeInfo;
+
+/// Where a policy in the chain came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// A [`with_policy`](crate::with_policy) block.
+    Local,
+    /// The policy of this scope.
+    Scope(ScopeInfo),
+}
+
+#[derive(Debug)]
+pub(crate) struct PolicyLink {
+    pub(crate) policy: Arc<dyn Policy>,
+    pub(crate) source: PolicySource,
+    next: Option<Arc<PolicyLink>>,
+}
+
+impl PolicyLink {
+    /// Prepends `policies` (outermost-last order: the first one is checked first)
+    /// to `next`.
+    pub(crate) fn extend(
+        next: Option<Arc<PolicyLink>>,
+        policies: &[Arc<dyn Policy>],
+        source: &PolicySource,
+    ) -> Option<Arc<PolicyLink>> {
+        policies.iter().rev().fold(next, |next, policy| {
+            Some(Arc::new(PolicyLink {
+                policy: Arc::clone(policy),
+                source: source.clone(),
+                next,
+            }))
+        })
+    }
+
+    pub(crate) fn iter(start: Option<&Arc<PolicyLink>>) -> impl Iterator<Item = &PolicyLink> {
+        std::iter::successors(start.map(|a| &**a), |link| link.next.as_deref())
+    }
+
+    /// Runs every `on_enqueue` in the chain, innermost first.
+    pub(crate) fn check_enqueue(
+        start: Option<&Arc<PolicyLink>>,
+        intent: &Intent,
+    ) -> Result<(), PolicyViolation> {
+        if start.is_none() {
+            return Ok(());
+        }
+        in_policy(|| Self::iter(start).try_for_each(|link| link.policy.on_enqueue(intent)))
+    }
+
+    /// The first link whose `allows` refuses the intent, innermost first.
+    pub(crate) fn first_refusal<'a>(
+        start: Option<&'a Arc<PolicyLink>>,
+        intent: &Intent,
+    ) -> Option<&'a PolicyLink> {
+        Self::iter(start).find(|link| !link.policy.allows(intent))
+    }
+}
+
+thread_local! {
+    static IN_POLICY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` marked as policy code: `enqueue` inside it fails with `PolicyEnqueue`.
+pub(crate) fn in_policy<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_POLICY.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(IN_POLICY.with(|flag| flag.replace(true)));
+    f()
+}
+
+pub(crate) fn is_in_policy() -> bool {
+    IN_POLICY.with(Cell::get)
+}

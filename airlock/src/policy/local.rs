@@ -1,0 +1,88 @@
+//! Local policy blocks: a policy attached to every intent enqueued inside a
+//! block of code, whatever scope they land in.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::context::{self, Frame};
+use crate::policy::chain::{PolicyLink, PolicySource};
+use crate::policy::Policy;
+
+fn local_frame(policy: &Arc<dyn Policy>) -> Frame {
+    let below = context::top();
+    let (scope, chain) = match below {
+        Some(frame) => (frame.scope, frame.chain),
+        None => (None, None),
+    };
+    Frame {
+        scope,
+        chain: PolicyLink::extend(chain, std::slice::from_ref(policy), &PolicySource::Local),
+    }
+}
+
+/// Runs `body` with `policy` attached to every intent enqueued inside it.
+///
+/// The policy's `on_enqueue` runs at enqueue (so `AssertNoEffects` or a
+/// rejecting `BlockTasks` refuse right there, as they do on a scope) and its
+/// `allows` at flush, before the scope's own policies.
+///
+/// ```
+/// use airlock::DropAll;
+/// # #[airlock::task] fn audit(entry: String) {}
+///
+/// let captured = airlock::testing::capture(|| -> airlock::Result<()> {
+///     audit::enqueue("kept".into())?;
+///     airlock::with_policy(DropAll, || audit::enqueue("dropped at flush".into()))?;
+///     Ok(())
+/// });
+/// let passes: Vec<bool> = captured.intents.iter().map(|i| i.passes_local_policies()).collect();
+/// assert_eq!(passes, [true, false]);
+/// ```
+pub fn with_policy<R>(policy: impl Policy, body: impl FnOnce() -> R) -> R {
+    let policy: Arc<dyn Policy> = Arc::new(policy);
+    let _frame = context::push(local_frame(&policy));
+    body()
+}
+
+/// The async form of [`with_policy`]: the policy applies on every poll of `body`.
+pub fn with_policy_async<F: Future>(policy: impl Policy, body: F) -> WithPolicy<F> {
+    WithPolicy {
+        body,
+        policy: Arc::new(policy),
+        frame: None,
+    }
+}
+
+pin_project! {
+    /// A future with a local policy; see [`with_policy_async`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct WithPolicy<F> {
+        #[pin]
+        body: F,
+        policy: Arc<dyn Policy>,
+        // Built on first poll, under the frames current there, then reused.
+        frame: Option<Frame>,
+    }
+}
+
+impl<F: Future> Future for WithPolicy<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let frame = this.frame.get_or_insert_with(|| local_frame(this.policy)).clone();
+        let _entered = context::push(frame);
+        this.body.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for WithPolicy<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithPolicy").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}

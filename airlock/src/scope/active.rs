@@ -1,0 +1,405 @@
+//! The imperative scope API: start, enter, inspect, flush or discard.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::{Arc, MutexGuard};
+
+use crate::context::{self, Frame, FrameGuard};
+use crate::error::Error;
+use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush};
+use crate::intent::Intent;
+use crate::scope::core::{ScopeCore, ScopeState};
+use crate::scope::{Bound, DiscardReason, Outcome, Scope, ScopeInfo, ScopeOutput, ScopePhase};
+
+/// A started scope that its owner ends explicitly: the building block of
+/// `#[scoped]`, [`Scope::run`] and integrations (middleware, transactions).
+///
+/// Enter it with [`enter`](Self::enter) (sync) or [`ScopeHandle::bind`] (async)
+/// and end it with [`flush`](Self::flush), [`discard`](Self::discard) or
+/// [`end`](Self::end). Ending consumes it, so a scope cannot be ended twice, and
+/// an [`EnterGuard`] borrows it, so it cannot end while entered. Dropped without
+/// being ended, it discards its intents ([`DiscardReason::Abandoned`], or
+/// [`DiscardReason::Panic`] while unwinding): nothing leaks.
+///
+/// ```
+/// # #[airlock::task] fn audit(entry: String) {}
+/// let scope = airlock::Scope::new().name("import").start();
+/// {
+///     let _entered = scope.enter();
+///     audit::enqueue("row 1".to_owned())?;
+/// }
+/// assert_eq!(scope.intents().len(), 1);
+/// let report = scope.flush()?;
+/// assert_eq!(report.dispatched(), ["audit"]);
+/// # Ok::<(), airlock::Error>(())
+/// ```
+pub struct ActiveScope {
+    core: Arc<ScopeCore>,
+    ended: bool,
+}
+
+impl fmt::Debug for ActiveScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveScope")
+            .field("scope", &self.core.info)
+            .field("nested", &self.core.parent.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ActiveScope {
+    pub(crate) fn start(settings: Scope) -> Self {
+        ActiveScope {
+            core: ScopeCore::start(settings),
+            ended: false,
+        }
+    }
+
+    /// The scope's identity.
+    pub fn info(&self) -> &ScopeInfo {
+        &self.core.info
+    }
+
+    /// Whether the scope hands its intents to a parent instead of dispatching.
+    pub fn is_nested(&self) -> bool {
+        self.core.parent.is_some()
+    }
+
+    /// A cloneable handle for inspecting the scope or carrying it into a spawned task.
+    pub fn handle(&self) -> ScopeHandle {
+        ScopeHandle(Arc::clone(&self.core))
+    }
+
+    /// Makes this the current scope on this thread until the guard drops.
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard {
+            _frame: enter_core(&self.core),
+            _scope: PhantomData,
+        }
+    }
+
+    /// Runs `f` with this scope entered.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.enter();
+        f()
+    }
+
+    /// The buffered intents, own and captured, in FIFO order.
+    pub fn intents(&self) -> IntentsGuard<'_> {
+        IntentsGuard::new(&self.core)
+    }
+
+    /// Whether the scope's behaviour flushes after this outcome.
+    pub fn should_flush(&self, outcome: Outcome) -> bool {
+        self.core.behavior.should_flush(outcome)
+    }
+
+    /// Ends the scope as its behaviour decides for `outcome`: flush or discard.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush), when the behaviour flushes.
+    pub fn end(self, outcome: Outcome) -> Result<FlushReport, Error> {
+        if self.should_flush(outcome) {
+            self.flush()
+        } else {
+            Ok(self.discard_with(DiscardReason::from(outcome)))
+        }
+    }
+
+    /// Async [`end`](Self::end): flushes through the executor's async path.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush), when the behaviour flushes.
+    pub async fn end_async(self, outcome: Outcome) -> Result<FlushReport, Error> {
+        if self.should_flush(outcome) {
+            self.flush_async().await
+        } else {
+            Ok(self.discard_with(DiscardReason::from(outcome)))
+        }
+    }
+
+    /// Flushes: an outermost scope filters and dispatches its intents; a nested
+    /// one hands them to its parent.
+    ///
+    /// # Errors
+    /// [`Error::Dispatch`] if the executor fails (fail-fast, with a report of
+    /// what was and was not dispatched), [`Error::PolicyPanicked`] if a policy
+    /// panics while filtering (nothing is dispatched), [`Error::ParentClosed`]
+    /// if a nested scope outlived its parent.
+    pub fn flush(self) -> Result<FlushReport, Error> {
+        self.prepare_flush()?.dispatch()
+    }
+
+    /// Flushes through the executor's async path, so the in-process executor
+    /// awaits async tasks.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub async fn flush_async(self) -> Result<FlushReport, Error> {
+        self.prepare_flush()?.dispatch_async().await
+    }
+
+    /// Ends the scope logically and filters it, leaving the dispatch to the
+    /// caller: the hook for dispatching after a commit. No intent can be added
+    /// from now on.
+    ///
+    /// # Errors
+    /// [`Error::PolicyPanicked`] or [`Error::ParentClosed`]; see [`flush`](Self::flush).
+    pub fn prepare_flush(mut self) -> Result<PreparedFlush, Error> {
+        self.ended = true;
+        flush::prepare(&self.core)
+    }
+
+    /// Ends the scope, discarding every buffered intent.
+    pub fn discard(self, reason: impl Into<Cow<'static, str>>) -> FlushReport {
+        self.discard_with(DiscardReason::Requested(reason.into()))
+    }
+
+    pub(crate) fn discard_with(mut self, reason: DiscardReason) -> FlushReport {
+        self.ended = true;
+        flush::discard(&self.core, reason)
+    }
+
+    /// Ends the scope without dispatching and hands its intents to the caller
+    /// (used by [`testing::capture`](crate::testing::capture)).
+    pub fn into_intents(mut self) -> Vec<Intent> {
+        self.ended = true;
+        let intents = self.core.state().buffer.take();
+        let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
+        let records = intents
+            .iter()
+            .map(|i| IntentRecord::of(i, &self.core.info, crate::flush::Fate::Discarded(reason.clone())))
+            .collect();
+        self.core.end(ScopePhase::Discarded, records, Some(reason));
+        intents
+    }
+
+    /// Ends the scope for a body that returned `output`, and folds a flush
+    /// error into it.
+    pub(crate) fn finish<R: ScopeOutput>(self, output: R) -> R {
+        let outcome = if output.is_success() {
+            Outcome::Success
+        } else {
+            Outcome::Error
+        };
+        match self.end(outcome) {
+            Ok(_) => output,
+            Err(error) => output.absorb_flush_error(error),
+        }
+    }
+}
+
+impl Drop for ActiveScope {
+    fn drop(&mut self) {
+        if !self.ended {
+            let reason = if std::thread::panicking() {
+                DiscardReason::Panic
+            } else {
+                DiscardReason::Abandoned
+            };
+            flush::discard(&self.core, reason);
+        }
+    }
+}
+
+impl From<Outcome> for DiscardReason {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Success => DiscardReason::Requested("the behaviour declined to flush".into()),
+            Outcome::Error => DiscardReason::Error,
+            Outcome::Panic => DiscardReason::Panic,
+            Outcome::Cancelled => DiscardReason::Cancelled,
+        }
+    }
+}
+
+pub(crate) fn enter_core(core: &Arc<ScopeCore>) -> FrameGuard {
+    context::push(Frame {
+        scope: Some(Arc::clone(core)),
+        chain: core.chain.clone(),
+    })
+}
+
+/// Keeps a scope current on this thread until dropped. Not `Send`: never hold it
+/// across `.await`; use [`ScopeHandle::bind`] for futures.
+pub struct EnterGuard<'a> {
+    _frame: FrameGuard,
+    _scope: PhantomData<&'a ActiveScope>,
+}
+
+impl fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnterGuard")
+    }
+}
+
+/// A shared handle to a scope: inspect it, or carry it into spawned work.
+///
+/// A spawned task does not inherit the current scope (each scope stays with
+/// the code that opened it). To let spawned work enqueue into a scope, bind it
+/// explicitly; the scope must still be open when the work enqueues:
+///
+/// ```
+/// # #[airlock::task] fn resize_image(id: u64) {}
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> airlock::Result<()> {
+/// airlock::scope_async(async {
+///     let scope = airlock::current().expect("inside a scope");
+///     let work = tokio::spawn(scope.bind(async { resize_image::enqueue(7) }));
+///     work.await.expect("task panicked")?;
+///     Ok::<(), airlock::Error>(())
+/// })
+/// .await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ScopeHandle(pub(crate) Arc<ScopeCore>);
+
+impl fmt::Debug for ScopeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ScopeHandle").field(&self.0.info).finish()
+    }
+}
+
+impl ScopeHandle {
+    /// The scope's identity.
+    pub fn info(&self) -> &ScopeInfo {
+        &self.0.info
+    }
+
+    /// Where the scope is in its life.
+    pub fn phase(&self) -> ScopePhase {
+        self.0.state().phase
+    }
+
+    /// Whether the scope hands its intents to a parent instead of dispatching.
+    pub fn is_nested(&self) -> bool {
+        self.0.parent.is_some()
+    }
+
+    /// The buffered intents (empty once the scope has ended; see [`records`](Self::records)).
+    pub fn intents(&self) -> IntentsGuard<'_> {
+        IntentsGuard::new(&self.0)
+    }
+
+    /// One record per intent: buffered ones while the scope is open, and what
+    /// became of each once it has ended.
+    pub fn records(&self) -> Vec<IntentRecord> {
+        let state = self.0.state();
+        if state.phase == ScopePhase::Open {
+            state
+                .buffer
+                .as_slice()
+                .iter()
+                .map(|i| IntentRecord::of(i, &self.0.info, crate::flush::Fate::Buffered))
+                .collect()
+        } else {
+            state.records.clone()
+        }
+    }
+
+    /// Why the scope discarded its intents, if it did.
+    pub fn discard_reason(&self) -> Option<DiscardReason> {
+        self.0.state().discard_reason.clone()
+    }
+
+    /// Makes this the current scope on this thread until the guard drops.
+    pub fn enter(&self) -> HandleGuard {
+        HandleGuard {
+            _frame: enter_core(&self.0),
+        }
+    }
+
+    /// Runs `f` with this scope current.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.enter();
+        f()
+    }
+
+    /// Wraps `future` so this scope is current on every poll, wherever it runs.
+    pub fn bind<F: Future>(&self, future: F) -> Bound<F> {
+        Bound::new(self.clone(), future)
+    }
+}
+
+/// Keeps a [`ScopeHandle`]'s scope current until dropped.
+pub struct HandleGuard {
+    _frame: FrameGuard,
+}
+
+impl fmt::Debug for HandleGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HandleGuard")
+    }
+}
+
+/// The scope current on this thread (or task, when polled inside a scoped
+/// future), if any.
+pub fn current() -> Option<ScopeHandle> {
+    context::top().and_then(|frame| frame.scope).map(ScopeHandle)
+}
+
+thread_local! {
+    static INSPECTING: Cell<usize> = const { Cell::new(0) };
+}
+
+pub(crate) fn is_inspecting() -> bool {
+    INSPECTING.with(Cell::get) > 0
+}
+
+/// The buffered intents of a scope, borrowed. While it lives, `enqueue` on this
+/// thread fails with [`Error::ScopeBusy`] instead of deadlocking; drop it first.
+pub struct IntentsGuard<'a> {
+    state: MutexGuard<'a, ScopeState>,
+    info: &'a ScopeInfo,
+}
+
+impl<'a> IntentsGuard<'a> {
+    fn new(core: &'a ScopeCore) -> Self {
+        let state = core.state();
+        INSPECTING.with(|n| n.set(n.get() + 1));
+        IntentsGuard {
+            state,
+            info: &core.info,
+        }
+    }
+
+    /// Intents enqueued directly in this scope.
+    pub fn own(&self) -> impl Iterator<Item = &Intent> {
+        let id = self.info.id;
+        self.iter().filter(move |i| i.scope == Some(id))
+    }
+
+    /// Intents captured from nested scopes.
+    pub fn captured(&self) -> impl Iterator<Item = &Intent> {
+        let id = self.info.id;
+        self.iter().filter(move |i| i.scope != Some(id))
+    }
+
+    /// The task names, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.iter().map(Intent::name).collect()
+    }
+}
+
+impl Deref for IntentsGuard<'_> {
+    type Target = [Intent];
+    fn deref(&self) -> &[Intent] {
+        self.state.buffer.as_slice()
+    }
+}
+
+impl Drop for IntentsGuard<'_> {
+    fn drop(&mut self) {
+        let _ = INSPECTING.try_with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+impl fmt::Debug for IntentsGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}

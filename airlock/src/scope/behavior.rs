@@ -1,0 +1,70 @@
+//! Lifecycle hooks: when a scope flushes, and what its descendants may dispatch.
+
+use std::fmt;
+
+use crate::intent::Intent;
+use crate::scope::ScopeInfo;
+
+/// How a scope's body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It returned `Ok`.
+    Success,
+    /// It returned `Err`.
+    Error,
+    /// It panicked.
+    Panic,
+    /// Its future was dropped before completing.
+    Cancelled,
+}
+
+/// A scope's lifecycle decisions. Every method has the default airlock-py uses.
+///
+/// ```
+/// use airlock::{Outcome, ScopeBehavior};
+///
+/// /// Flush even when the job fails: its intents are error alerts.
+/// #[derive(Debug)]
+/// struct AlertScope;
+///
+/// impl ScopeBehavior for AlertScope {
+///     fn should_flush(&self, outcome: Outcome) -> bool {
+///         outcome != Outcome::Cancelled
+///     }
+/// }
+/// ```
+pub trait ScopeBehavior: fmt::Debug + Send + Sync + 'static {
+    /// Whether a scope whose body ended this way flushes (`true`) or discards.
+    /// Default: flush only on [`Outcome::Success`]. A panic always discards after
+    /// this returns `false`; returning `true` for [`Outcome::Panic`] flushes what
+    /// was buffered before the panic.
+    fn should_flush(&self, outcome: Outcome) -> bool {
+        outcome == Outcome::Success
+    }
+
+    /// Called on each ancestor, nearest first, when a descendant scope flushes:
+    /// `true` lets `intent` go on towards dispatch now, `false` captures it into
+    /// this scope. An intent dispatches early only if every ancestor allows it.
+    /// Default: capture everything, so the outermost scope has the final word.
+    fn allow_descendant_dispatch(&self, exiting: &ScopeInfo, intent: &Intent) -> bool {
+        let _ = (exiting, intent);
+        false
+    }
+}
+
+/// The default behaviour: flush on success, capture every descendant's intents.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultBehavior;
+
+impl ScopeBehavior for DefaultBehavior {}
+
+/// Flush whatever the outcome, except cancellation: for scopes whose intents
+/// report failures (alerts, audit logs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysFlush;
+
+impl ScopeBehavior for AlwaysFlush {
+    fn should_flush(&self, outcome: Outcome) -> bool {
+        outcome != Outcome::Cancelled
+    }
+}

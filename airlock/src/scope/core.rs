@@ -1,0 +1,146 @@
+//! The shared state of one scope: its settings, its parent, and its buffer.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::buffer::Buffer;
+use crate::config;
+use crate::context;
+use crate::error::Error;
+use crate::executor::Executor;
+use crate::flush::IntentRecord;
+use crate::intent::{Intent, IntentId};
+use crate::policy::chain::{PolicyLink, PolicySource};
+use crate::scope::{DiscardReason, Scope, ScopeBehavior, ScopeId, ScopeInfo, ScopePhase};
+
+/// One scope, shared by its [`ActiveScope`](crate::ActiveScope), its handles and
+/// the frames that enter it.
+pub(crate) struct ScopeCore {
+    pub(crate) info: ScopeInfo,
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) behavior: Arc<dyn ScopeBehavior>,
+    pub(crate) parent: Option<Arc<ScopeCore>>,
+    /// The chain an intent enqueued directly in this scope must pass.
+    pub(crate) chain: Option<Arc<PolicyLink>>,
+    pub(crate) cascade_depth: u32,
+    state: Mutex<ScopeState>,
+}
+
+pub(crate) struct ScopeState {
+    pub(crate) phase: ScopePhase,
+    pub(crate) buffer: Buffer,
+    /// What became of each intent, filled when the scope ends.
+    pub(crate) records: Vec<IntentRecord>,
+    pub(crate) discard_reason: Option<DiscardReason>,
+}
+
+impl ScopeCore {
+    /// Builds a scope under whatever frame is current on this thread.
+    pub(crate) fn start(settings: Scope) -> Arc<ScopeCore> {
+        let config = config::current();
+        let below = if settings.detached {
+            None
+        } else {
+            context::top()
+        };
+        let parent = below.as_ref().and_then(|frame| frame.scope.clone());
+        let base_chain = below.and_then(|frame| frame.chain);
+
+        // The configured default policy applies once, at the outermost scope;
+        // nested scopes are already under it.
+        let policies = if !settings.policies.is_empty() || parent.is_some() {
+            settings.policies
+        } else {
+            config.policies.clone()
+        };
+        let executor = settings
+            .executor
+            .or_else(|| parent.as_ref().map(|p| Arc::clone(&p.executor)))
+            .unwrap_or_else(|| Arc::clone(&config.executor));
+        let behavior = settings
+            .behavior
+            .unwrap_or_else(|| Arc::clone(&config.behavior));
+        let cascade_depth = settings
+            .cascade_depth
+            .or_else(|| parent.as_ref().map(|p| p.cascade_depth))
+            .unwrap_or(0);
+
+        let info = ScopeInfo {
+            id: ScopeId::next(),
+            name: settings.name,
+        };
+        let chain = PolicyLink::extend(base_chain, &policies, &PolicySource::Scope(info.clone()));
+        tracing::trace!(target: "airlock::scope", scope = %info, nested = parent.is_some(), "scope started");
+        Arc::new(ScopeCore {
+            info,
+            executor,
+            behavior,
+            parent,
+            chain,
+            cascade_depth,
+            state: Mutex::new(ScopeState {
+                phase: ScopePhase::Open,
+                buffer: Buffer::default(),
+                records: Vec::new(),
+                discard_reason: None,
+            }),
+        })
+    }
+
+    /// Locks the state. The lock is never held while user code (a policy, a
+    /// task, an executor) runs, so a panic cannot poison it; recover anyway.
+    pub(crate) fn state(&self) -> MutexGuard<'_, ScopeState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends an intent that already passed `on_enqueue`.
+    pub(crate) fn push(&self, intent: Intent) -> Result<IntentId, Error> {
+        let mut state = self.state();
+        if state.phase != ScopePhase::Open {
+            return Err(Error::ScopeClosed {
+                task: intent.name(),
+                scope: self.info.clone(),
+                phase: state.phase,
+            });
+        }
+        let id = intent.id();
+        state.buffer.push(intent);
+        Ok(id)
+    }
+
+    /// Takes intents handed up by a descendant. Gives them back if this scope
+    /// has already ended.
+    pub(crate) fn capture(&self, intents: Vec<Intent>) -> Result<(), Vec<Intent>> {
+        let mut state = self.state();
+        if state.phase != ScopePhase::Open {
+            return Err(intents);
+        }
+        state.buffer.capture(intents);
+        Ok(())
+    }
+
+    /// Ends the scope logically: no intent can be added after this.
+    pub(crate) fn close(&self) -> Result<Vec<Intent>, Error> {
+        let mut state = self.state();
+        if state.phase != ScopePhase::Open {
+            return Err(Error::State(format!(
+                "{} has already {}; a scope ends once",
+                self.info, state.phase
+            )));
+        }
+        state.phase = ScopePhase::Flushing;
+        Ok(state.buffer.take())
+    }
+
+    /// Records the final phase and what became of each intent.
+    pub(crate) fn end(&self, phase: ScopePhase, records: Vec<IntentRecord>, reason: Option<DiscardReason>) {
+        let mut state = self.state();
+        state.phase = phase;
+        state.records = records;
+        state.discard_reason = reason;
+    }
+
+    /// Iterates this scope's ancestors, nearest first.
+    pub(crate) fn ancestors(&self) -> impl Iterator<Item = &Arc<ScopeCore>> {
+        std::iter::successors(self.parent.as_ref(), |p| p.parent.as_ref())
+    }
+}
