@@ -88,8 +88,15 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         block,
     } = func;
 
+    // Spanned on the return type: the one place a return type that cannot
+    // absorb a flush error is reported.
     let check = quote_spanned! {ret.span()=>
         let _ = ::airlock::__private::assert_scope_output::<#ret>;
+    };
+    let probe = quote! {
+        #[allow(unused_imports)]
+        use ::airlock::__private::{RunScoped as _, StubRunScoped as _};
+        (&::airlock::__private::Probe::<#ret>::new())
     };
 
     let body = if sig.asyncness.is_some() {
@@ -97,8 +104,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         // declared one, so `?` and type errors behave as in the original fn.
         quote! {
             #check
-            #builder
-                .run_async(async move {
+            #probe.run_scoped_async(#builder, async move {
                     #[allow(
                         unknown_lints,
                         unreachable_code,
@@ -117,7 +123,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     } else {
         quote! {
             #check
-            #builder.run(move || -> #ret #block)
+            #probe.run_scoped(#builder, move || -> #ret #block)
         }
     };
 

@@ -1,7 +1,7 @@
 //! `#[airlock::task]`: parse → check → expand.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
@@ -183,12 +183,16 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
     let vis = &func.vis;
     let fields: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
     let types: Vec<&Type> = params.iter().map(|p| &p.ty).collect();
+    // The arguments struct is generic over its field types, so its serde
+    // derive never fails by itself: a non-serializable argument is reported
+    // once, by the check spanned on that argument.
+    let generics: Vec<Ident> = (0..params.len())
+        .map(|i| format_ident!("__AirlockT{}", i))
+        .collect();
     let field_attrs = params.iter().map(|p| {
         let attrs = &p.serde_attrs;
         quote!(#(#attrs)*)
     });
-    // Fields are visible wherever the task is.
-    let field_vis = vis;
 
     let arg_checks = types.iter().map(|ty| {
         quote_spanned! {ty.span()=>
@@ -199,10 +203,11 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
         ReturnType::Default => (quote!(()), func.sig.ident.span()),
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
+    // Spanned on the return type: the one place a bad return type is reported.
     let output_check = quote_spanned! {ret_span=>
         const _: () = ::airlock::__private::assert_task_output::<#ret_ty>();
     };
-    let into_result = quote_spanned! {ret_span=> ::airlock::__private::TaskOutput::into_task_result };
+    let into_result = quote!((&::airlock::__private::Probe::<#ret_ty>::new()).into_task_result);
 
     let runner = if func.sig.asyncness.is_some() {
         quote! {
@@ -210,7 +215,7 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
                 __airlock_args: ::airlock::__private::ErasedArgs,
             ) -> ::airlock::__private::BoxFuture<'static, ::core::result::Result<(), ::airlock::__private::BoxError>> {
                 let __AirlockArgs { #(#fields),* } =
-                    ::airlock::__private::downcast::<__AirlockArgs>(__airlock_args, #name);
+                    ::airlock::__private::downcast::<__AirlockArgsOf>(__airlock_args, #name);
                 ::airlock::__private::boxed(async move { #into_result(#ident(#(#fields),*).await) })
             }
             ::airlock::__private::Runner::Async(__airlock_run)
@@ -221,7 +226,7 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
                 __airlock_args: ::airlock::__private::ErasedArgs,
             ) -> ::core::result::Result<(), ::airlock::__private::BoxError> {
                 let __AirlockArgs { #(#fields),* } =
-                    ::airlock::__private::downcast::<__AirlockArgs>(__airlock_args, #name);
+                    ::airlock::__private::downcast::<__AirlockArgsOf>(__airlock_args, #name);
                 #into_result(#ident(#(#fields),*))
             }
             ::airlock::__private::Runner::Sync(__airlock_run)
@@ -252,26 +257,41 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
         }
 
         const _: () = {
+            use ::airlock::__private::{
+                IntoTaskResult as _, SerdeCodec as _, SerdeFmt as _, StubCodec as _, StubFmt as _,
+                StubIntoTaskResult as _,
+            };
+
             #(#arg_checks)*
             #output_check
 
             #[derive(::airlock::__private::serde::Serialize, ::airlock::__private::serde::Deserialize)]
             #[serde(crate = "::airlock::__private::serde")]
             #[doc(hidden)]
-            #vis struct __AirlockArgs {
-                #( #field_attrs #field_vis #fields: #types, )*
+            #vis struct __AirlockArgs<#(#generics),*> {
+                #( #field_attrs #vis #fields: #generics, )*
             }
+
+            type __AirlockArgsOf = __AirlockArgs<#(#types),*>;
 
             fn __airlock_fmt(
                 __airlock_args: &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
                 __airlock_f: &mut ::core::fmt::Formatter<'_>,
             ) -> ::core::fmt::Result {
                 if let ::core::option::Option::Some(__airlock_args) =
-                    ::airlock::__private::args_ref::<__AirlockArgs>(__airlock_args)
+                    ::airlock::__private::args_ref::<__AirlockArgsOf>(__airlock_args)
                 {
-                    #( ::airlock::__private::fmt_arg(__airlock_f, #firsts, &__airlock_args.#fields)?; )*
+                    #(
+                        (&::airlock::__private::Probe::<#types>::new())
+                            .fmt_arg(__airlock_f, #firsts, &__airlock_args.#fields)?;
+                    )*
                 }
                 ::core::result::Result::Ok(())
+            }
+
+            fn __airlock_vtable() -> ::airlock::__private::ArgsVTable {
+                let (encode, decode) = (&::airlock::__private::Probe::<__AirlockArgsOf>::new()).codec();
+                ::airlock::__private::ArgsVTable { encode, decode, fmt: __airlock_fmt }
             }
 
             static __AIRLOCK_TASK: ::airlock::TaskDef = ::airlock::TaskDef::__new(
@@ -280,11 +300,7 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
                 ::core::file!(),
                 #line,
                 { #runner },
-                ::airlock::__private::ArgsVTable {
-                    encode: ::airlock::__private::encode::<__AirlockArgs>,
-                    decode: ::airlock::__private::decode::<__AirlockArgs>,
-                    fmt: __airlock_fmt,
-                },
+                __airlock_vtable,
             );
 
             ::airlock::__private::inventory::submit! {
@@ -292,7 +308,7 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
             }
 
             impl ::airlock::Task for #ident {
-                type Args = __AirlockArgs;
+                type Args = __AirlockArgsOf;
                 fn def() -> &'static ::airlock::TaskDef {
                     &__AIRLOCK_TASK
                 }

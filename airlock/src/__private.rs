@@ -3,13 +3,14 @@
 
 use std::any::Any;
 use std::fmt;
+use std::marker::PhantomData;
 
 pub use ::inventory;
 pub use ::serde;
 pub use ::serde_json;
 
 pub use crate::registry::Registration;
-pub use crate::scope::{ScopeOutput, ScopedFuture};
+pub use crate::scope::ScopeOutput;
 pub use crate::task::{ArgsVTable, BoxFuture, ErasedArgs, Runner, TaskOutput};
 pub use crate::BoxError;
 
@@ -24,14 +25,170 @@ pub trait TaskArg: serde::Serialize + serde::de::DeserializeOwned + Send + Sync 
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> TaskArg for T {}
 
-/// Compile-time check, spanned on each argument type.
+/// Compile-time check, spanned on each argument type. It is the only place
+/// the serde bounds of an argument are required (the rest goes through
+/// [`Probe`]), so a bad argument gets exactly this error.
 pub const fn assert_task_arg<T: TaskArg>() {}
 
-/// Compile-time check, spanned on a `#[scoped]` function's return type.
+/// Compile-time check, spanned on a `#[scoped]` function's return type: the
+/// one place it is reported (the call itself goes through [`Probe`]).
 pub const fn assert_scope_output<T: ScopeOutput>() {}
 
-/// Compile-time check, spanned on a task's return type.
+/// Compile-time check, spanned on a task's return type: the one place it is
+/// reported (the call itself goes through [`Probe`]).
 pub const fn assert_task_output<T: TaskOutput>() {}
+
+/// Runs `#[scoped]` bodies whose return type is a [`ScopeOutput`].
+pub trait RunScoped<R> {
+    /// Runs a sync body in `scope`.
+    fn run_scoped(&self, scope: crate::Scope, body: impl FnOnce() -> R) -> R;
+    /// Runs an async body in `scope`.
+    fn run_scoped_async<F: std::future::Future<Output = R>>(
+        &self,
+        scope: crate::Scope,
+        body: F,
+    ) -> crate::ScopedFuture<F>;
+}
+
+impl<R: ScopeOutput> RunScoped<R> for Probe<R> {
+    fn run_scoped(&self, scope: crate::Scope, body: impl FnOnce() -> R) -> R {
+        scope.run(body)
+    }
+    fn run_scoped_async<F: std::future::Future<Output = R>>(
+        &self,
+        scope: crate::Scope,
+        body: F,
+    ) -> crate::ScopedFuture<F> {
+        scope.run_async(body)
+    }
+}
+
+/// The stub (only chosen when compilation fails anyway).
+pub trait StubRunScoped<R> {
+    /// Never runs.
+    fn run_scoped(&self, scope: crate::Scope, body: impl FnOnce() -> R) -> R;
+    /// Never runs.
+    fn run_scoped_async<F: std::future::Future<Output = R>>(
+        &self,
+        scope: crate::Scope,
+        body: F,
+    ) -> std::future::Pending<R>;
+}
+
+impl<R> StubRunScoped<R> for &Probe<R> {
+    fn run_scoped(&self, _: crate::Scope, body: impl FnOnce() -> R) -> R {
+        body()
+    }
+    fn run_scoped_async<F: std::future::Future<Output = R>>(
+        &self,
+        _: crate::Scope,
+        _: F,
+    ) -> std::future::Pending<R> {
+        std::future::pending()
+    }
+}
+
+/// Converts a task's return value into a result.
+pub trait IntoTaskResult<T> {
+    /// As [`TaskOutput::into_task_result`].
+    fn into_task_result(&self, value: T) -> Result<(), BoxError>;
+}
+
+impl<T: TaskOutput> IntoTaskResult<T> for Probe<T> {
+    fn into_task_result(&self, value: T) -> Result<(), BoxError> {
+        value.into_task_result()
+    }
+}
+
+/// The stub (only chosen when compilation fails anyway).
+pub trait StubIntoTaskResult<T> {
+    /// Never runs.
+    fn into_task_result(&self, value: T) -> Result<(), BoxError>;
+}
+
+impl<T> StubIntoTaskResult<T> for &Probe<T> {
+    fn into_task_result(&self, _: T) -> Result<(), BoxError> {
+        Err("unreachable: the task's return type failed to compile".into())
+    }
+}
+
+/// Autoref specialization: `(&Probe::<T>::new()).method()` resolves to the
+/// serde-backed impl when `T` is serializable and to a stub otherwise. The stub
+/// is never run: a non-serializable argument already failed `assert_task_arg`,
+/// and picking it keeps the compiler from reporting the same problem again at
+/// every place the generated code serializes.
+#[derive(Debug)]
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+type EncodeFn = fn(&(dyn Any + Send + Sync)) -> Result<serde_json::Value, serde_json::Error>;
+type DecodeFn = fn(serde_json::Value) -> Result<ErasedArgs, serde_json::Error>;
+
+/// The serde-backed codec for a task's arguments.
+pub trait SerdeCodec {
+    /// Encoder and decoder.
+    fn codec(&self) -> (EncodeFn, DecodeFn);
+}
+
+impl<A: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> SerdeCodec for Probe<A> {
+    fn codec(&self) -> (EncodeFn, DecodeFn) {
+        (encode::<A>, decode::<A>)
+    }
+}
+
+/// The stub codec (only chosen when compilation fails anyway).
+pub trait StubCodec {
+    /// Encoder and decoder that always fail.
+    fn codec(&self) -> (EncodeFn, DecodeFn);
+}
+
+impl<A> StubCodec for &Probe<A> {
+    fn codec(&self) -> (EncodeFn, DecodeFn) {
+        fn encode(_: &(dyn Any + Send + Sync)) -> Result<serde_json::Value, serde_json::Error> {
+            Err(serde::ser::Error::custom("arguments are not serializable"))
+        }
+        fn decode(_: serde_json::Value) -> Result<ErasedArgs, serde_json::Error> {
+            Err(serde::de::Error::custom("arguments are not deserializable"))
+        }
+        (encode, decode)
+    }
+}
+
+/// Writes one argument the way `Display` of an intent shows it.
+pub trait SerdeFmt<T> {
+    /// Writes `value` as JSON, preceded by `, ` unless it is the first.
+    fn fmt_arg(&self, f: &mut fmt::Formatter<'_>, first: bool, value: &T) -> fmt::Result;
+}
+
+impl<T: serde::Serialize> SerdeFmt<T> for Probe<T> {
+    fn fmt_arg(&self, f: &mut fmt::Formatter<'_>, first: bool, value: &T) -> fmt::Result {
+        if !first {
+            f.write_str(", ")?;
+        }
+        match serde_json::to_string(value) {
+            Ok(json) => f.write_str(&json),
+            Err(_) => f.write_str("<unserializable>"),
+        }
+    }
+}
+
+/// The stub formatter (only chosen when compilation fails anyway).
+pub trait StubFmt<T> {
+    /// Writes a placeholder.
+    fn fmt_arg(&self, f: &mut fmt::Formatter<'_>, first: bool, value: &T) -> fmt::Result;
+}
+
+impl<T> StubFmt<T> for &Probe<T> {
+    fn fmt_arg(&self, f: &mut fmt::Formatter<'_>, _: bool, _: &T) -> fmt::Result {
+        f.write_str("?")
+    }
+}
 
 /// Recovers the concrete arguments of a task from their erased box.
 pub fn downcast<A: Any>(args: ErasedArgs, task: &str) -> A {
@@ -41,8 +198,7 @@ pub fn downcast<A: Any>(args: ErasedArgs, task: &str) -> A {
     }
 }
 
-/// Encodes erased arguments as the JSON object they travel as.
-pub fn encode<A: serde::Serialize + Any>(
+fn encode<A: serde::Serialize + Any>(
     args: &(dyn Any + Send + Sync),
 ) -> Result<serde_json::Value, serde_json::Error> {
     match args.downcast_ref::<A>() {
@@ -51,26 +207,14 @@ pub fn encode<A: serde::Serialize + Any>(
     }
 }
 
-/// Decodes the JSON object of a task's arguments.
-pub fn decode<A: serde::de::DeserializeOwned + Send + Sync + 'static>(
+fn decode<A: serde::de::DeserializeOwned + Send + Sync + 'static>(
     value: serde_json::Value,
 ) -> Result<ErasedArgs, serde_json::Error> {
     serde_json::from_value::<A>(value).map(|args| Box::new(args) as ErasedArgs)
 }
 
-/// Writes one argument the way `Display` of an intent shows it.
-pub fn fmt_arg<T: serde::Serialize>(f: &mut fmt::Formatter<'_>, first: bool, value: &T) -> fmt::Result {
-    if !first {
-        f.write_str(", ")?;
-    }
-    match serde_json::to_string(value) {
-        Ok(json) => f.write_str(&json),
-        Err(_) => f.write_str("<unserializable>"),
-    }
-}
-
 /// Views erased arguments as the concrete type, for `Display`.
-pub fn args_ref<'a, A: Any>(args: &'a (dyn Any + Send + Sync)) -> Option<&'a A> {
+pub fn args_ref<A: Any>(args: &(dyn Any + Send + Sync)) -> Option<&A> {
     args.downcast_ref::<A>()
 }
 

@@ -66,7 +66,9 @@ pub struct TaskDef {
     file: &'static str,
     line: u32,
     runner: Runner,
-    args: ArgsVTable,
+    // A getter, not the table itself: the generated code picks the functions
+    // with method resolution, which is not allowed in a `static` initializer.
+    args: fn() -> ArgsVTable,
 }
 
 impl TaskDef {
@@ -77,7 +79,7 @@ impl TaskDef {
         file: &'static str,
         line: u32,
         runner: Runner,
-        args: ArgsVTable,
+        args: fn() -> ArgsVTable,
     ) -> Self {
         TaskDef {
             name,
@@ -117,7 +119,7 @@ impl TaskDef {
     /// # Errors
     /// [`Error::Decode`] when the value does not match the task's parameters.
     pub fn decode_args(&'static self, value: serde_json::Value) -> Result<ErasedArgs, Error> {
-        (self.args.decode)(value).map_err(|source| Error::Decode {
+        ((self.args)().decode)(value).map_err(|source| Error::Decode {
             task: self.name,
             source,
         })
@@ -127,7 +129,7 @@ impl TaskDef {
         &self,
         args: &(dyn Any + Send + Sync),
     ) -> Result<serde_json::Value, Error> {
-        (self.args.encode)(args).map_err(|source| Error::Encode {
+        ((self.args)().encode)(args).map_err(|source| Error::Encode {
             task: self.name,
             source,
         })
@@ -138,7 +140,7 @@ impl TaskDef {
         args: &(dyn Any + Send + Sync),
         f: &mut fmt::Formatter<'_>,
     ) -> fmt::Result {
-        (self.args.fmt)(args, f)
+        ((self.args)().fmt)(args, f)
     }
 
     pub(crate) fn runner(&self) -> Runner {
