@@ -25,9 +25,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
 
     let name = match &options[0] {
-        Some(arg) => args::string_value(arg, &mut errors).and_then(|(name, span)| {
+        Some(arg) => args::string_value(arg, &mut errors).map(|(name, span)| {
             check_name(&name, span, &mut errors);
-            Some(name)
+            name
         }),
         None => Some(func.sig.ident.to_string()),
     }
@@ -104,7 +104,7 @@ fn collect_params(func: &mut ItemFn, errors: &mut Errors) -> Vec<Param> {
         let typed = match input {
             FnArg::Receiver(receiver) => {
                 errors.push(syn::Error::new_spanned(
-                    &receiver.self_token,
+                    receiver.self_token,
                     "a task cannot take `self`: it is a free function called by name, possibly in another process; \
                      pass what it needs (e.g. an id) as an owned argument and load the rest inside the task",
                 ));
@@ -207,7 +207,7 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
     let output_check = quote_spanned! {ret_span=>
         const _: () = ::airlock::__private::assert_task_output::<#ret_ty>();
     };
-    let into_result = quote!((&::airlock::__private::Probe::<#ret_ty>::new()).into_task_result);
+    let into_result = quote!((&::airlock::__private::Probe::<#ret_ty>::new()).task_result);
 
     let runner = if func.sig.asyncness.is_some() {
         quote! {

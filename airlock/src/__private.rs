@@ -91,11 +91,11 @@ impl<R> StubRunScoped<R> for &Probe<R> {
 /// Converts a task's return value into a result.
 pub trait IntoTaskResult<T> {
     /// As [`TaskOutput::into_task_result`].
-    fn into_task_result(&self, value: T) -> Result<(), BoxError>;
+    fn task_result(&self, value: T) -> Result<(), BoxError>;
 }
 
 impl<T: TaskOutput> IntoTaskResult<T> for Probe<T> {
-    fn into_task_result(&self, value: T) -> Result<(), BoxError> {
+    fn task_result(&self, value: T) -> Result<(), BoxError> {
         value.into_task_result()
     }
 }
@@ -103,11 +103,11 @@ impl<T: TaskOutput> IntoTaskResult<T> for Probe<T> {
 /// The stub (only chosen when compilation fails anyway).
 pub trait StubIntoTaskResult<T> {
     /// Never runs.
-    fn into_task_result(&self, value: T) -> Result<(), BoxError>;
+    fn task_result(&self, value: T) -> Result<(), BoxError>;
 }
 
 impl<T> StubIntoTaskResult<T> for &Probe<T> {
-    fn into_task_result(&self, _: T) -> Result<(), BoxError> {
+    fn task_result(&self, _: T) -> Result<(), BoxError> {
         Err("unreachable: the task's return type failed to compile".into())
     }
 }
@@ -124,6 +124,12 @@ impl<T> Probe<T> {
     /// A probe for `T`.
     pub const fn new() -> Self {
         Probe(PhantomData)
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
