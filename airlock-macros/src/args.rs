@@ -50,13 +50,15 @@ pub(crate) fn parse(
                 format!("`{key}` is set more than once in #[airlock::{macro_name}]; set it once"),
             )),
             Some(i) => slots[i] = Some(arg),
-            None => errors.push(syn::Error::new(
-                arg.key.span(),
-                format!(
+            None => {
+                errors.push(syn::Error::new(
+                    arg.key.span(),
+                    format!(
                     "unknown option `{key}` for #[airlock::{macro_name}]; valid options are: {}",
                     known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                 ),
-            )),
+                ))
+            }
         }
     }
     slots
@@ -72,7 +74,10 @@ pub(crate) fn string_value(arg: &Arg, errors: &mut Errors) -> Option<(String, Sp
         other => {
             errors.push(syn::Error::new_spanned(
                 other,
-                format!("`{}` takes a string literal, e.g. `{} = \"...\"`", arg.key, arg.key),
+                format!(
+                    "`{}` takes a string literal, e.g. `{} = \"...\"`",
+                    arg.key, arg.key
+                ),
             ));
             None
         }

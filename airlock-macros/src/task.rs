@@ -94,7 +94,10 @@ fn check_signature(func: &ItemFn, errors: &mut Errors) {
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(variadic, "a task cannot be variadic"));
+        errors.push(syn::Error::new_spanned(
+            variadic,
+            "a task cannot be variadic",
+        ));
     }
 }
 
@@ -112,8 +115,10 @@ fn collect_params(func: &mut ItemFn, errors: &mut Errors) -> Vec<Param> {
             }
             FnArg::Typed(typed) => typed,
         };
-        let (serde_attrs, other): (Vec<_>, Vec<_>) =
-            typed.attrs.drain(..).partition(|a| a.path().is_ident("serde"));
+        let (serde_attrs, other): (Vec<_>, Vec<_>) = typed
+            .attrs
+            .drain(..)
+            .partition(|a| a.path().is_ident("serde"));
         typed.attrs = other;
 
         check_owned(&typed.ty, errors);
@@ -243,7 +248,9 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
         "Enqueues a call of `{ident_str}` into the current scope; it runs when the scope flushes.\n\n\
          # Errors\n`NoScope` outside a scope, `ScopeClosed` after it ended, or a policy's rejection."
     );
-    let intent_doc = format!("Starts an intent for `{ident_str}` with dispatch options; finish with `.enqueue()`.");
+    let intent_doc = format!(
+        "Starts an intent for `{ident_str}` with dispatch options; finish with `.enqueue()`."
+    );
     let task_doc = format!("The registry entry of `{ident_str}`.");
     let line = quote_spanned!(ident.span()=> ::core::line!());
 

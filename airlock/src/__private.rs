@@ -142,7 +142,9 @@ pub trait SerdeCodec {
     fn codec(&self) -> (EncodeFn, DecodeFn);
 }
 
-impl<A: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> SerdeCodec for Probe<A> {
+impl<A: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> SerdeCodec
+    for Probe<A>
+{
     fn codec(&self) -> (EncodeFn, DecodeFn) {
         (encode::<A>, decode::<A>)
     }
@@ -209,7 +211,9 @@ fn encode<A: serde::Serialize + Any>(
 ) -> Result<serde_json::Value, serde_json::Error> {
     match args.downcast_ref::<A>() {
         Some(args) => serde_json::to_value(args),
-        None => Err(serde::ser::Error::custom("arguments of the wrong type for this task")),
+        None => Err(serde::ser::Error::custom(
+            "arguments of the wrong type for this task",
+        )),
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use airlock::{BlockTasks, Config};
-//! # #[airlock::task] fn send_email(user_id: u64) {}
+//! # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
 //!
 //! airlock::configure(Config::new().policy(BlockTasks::of(&[send_email::TASK])))?;
 //! assert_eq!(airlock::configuration().policies().count(), 1);
@@ -104,7 +104,10 @@ impl Config {
             Some(PolicyName::AssertNoEffects) => self = self.policy(AssertNoEffects),
         }
         if !settings.block_tasks.is_empty() {
-            let block = BlockTasks::names_in(&settings.block_tasks, "block_tasks")?;
+            let block = BlockTasks::names_in(
+                &settings.block_tasks,
+                settings.block_tasks_origin.unwrap_or("block_tasks"),
+            )?;
             self = self.policy(if settings.block_tasks_at_enqueue {
                 block.reject_at_enqueue()
             } else {
@@ -174,6 +177,9 @@ pub struct Settings {
     pub log_on_flush: bool,
     /// The in-process cascade depth limit.
     pub max_cascade_depth: Option<u32>,
+    /// Where `block_tasks` came from, for error messages.
+    #[serde(skip)]
+    block_tasks_origin: Option<&'static str>,
 }
 
 impl Settings {
@@ -199,10 +205,17 @@ impl Settings {
                 "allow_all" | "" => PolicyName::AllowAll,
                 "drop_all" => PolicyName::DropAll,
                 "assert_no_effects" => PolicyName::AssertNoEffects,
-                _ => return Err(invalid("AIRLOCK_POLICY", &value, "one of allow_all, drop_all, assert_no_effects")),
+                _ => {
+                    return Err(invalid(
+                        "AIRLOCK_POLICY",
+                        &value,
+                        "one of allow_all, drop_all, assert_no_effects",
+                    ))
+                }
             });
         }
         if let Some(value) = lookup("AIRLOCK_BLOCK_TASKS") {
+            settings.block_tasks_origin = Some("AIRLOCK_BLOCK_TASKS");
             settings.block_tasks = value
                 .split(',')
                 .map(str::trim)
@@ -218,7 +231,11 @@ impl Settings {
         }
         if let Some(value) = lookup("AIRLOCK_MAX_CASCADE_DEPTH") {
             settings.max_cascade_depth = Some(value.trim().parse().map_err(|_| {
-                invalid("AIRLOCK_MAX_CASCADE_DEPTH", &value, "a whole number such as 32")
+                invalid(
+                    "AIRLOCK_MAX_CASCADE_DEPTH",
+                    &value,
+                    "a whole number such as 32",
+                )
             })?);
         }
         Ok(settings)

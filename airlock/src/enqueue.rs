@@ -20,14 +20,20 @@ use crate::scope::active::is_inspecting;
 /// * [`Error::ScopeBusy`]: this thread is inspecting the scope's intents.
 pub fn enqueue(mut intent: Intent) -> Result<IntentId, Error> {
     if is_in_policy() {
-        return Err(Error::PolicyEnqueue { task: intent.name() });
+        return Err(Error::PolicyEnqueue {
+            task: intent.name(),
+        });
     }
     if is_inspecting() {
-        return Err(Error::ScopeBusy { task: intent.name() });
+        return Err(Error::ScopeBusy {
+            task: intent.name(),
+        });
     }
     let Some((scope, chain)) = context::target() else {
         tracing::debug!(target: "airlock::enqueue", task = intent.name(), "enqueue outside a scope");
-        return Err(Error::NoScope { task: intent.name() });
+        return Err(Error::NoScope {
+            task: intent.name(),
+        });
     };
     intent.chain = chain;
     intent.scope = Some(scope.info.id);

@@ -185,15 +185,17 @@ impl fmt::Display for UnknownTask {
             write!(f, "; did you mean ")?;
             write_names(f, &self.suggestions, " or ")?;
             write!(f, "?")?;
+        } else {
+            write!(f, ".")?;
         }
         if self.known.is_empty() {
             write!(
                 f,
-                ". No tasks are registered at all: is the crate that defines them linked? \
+                " No tasks are registered at all: is the crate that defines them linked? \
                  Add `use that_crate as _;` to the binary"
             )
         } else {
-            write!(f, ". Registered tasks: ")?;
+            write!(f, " Registered tasks: ")?;
             write_names(f, &self.known, ", ")?;
             write!(
                 f,
@@ -219,12 +221,12 @@ fn write_names(f: &mut fmt::Formatter<'_>, names: &[String], sep: &str) -> fmt::
 #[non_exhaustive]
 pub enum ConfigError {
     /// A policy names a task that is not registered.
-    #[error("{source} (in {setting})")]
+    #[error("{setting}: {lookup}")]
     UnknownTask {
         /// Where the name came from, e.g. `AIRLOCK_BLOCK_TASKS`.
         setting: String,
-        /// The lookup failure, with suggestions.
-        source: UnknownTask,
+        /// The failed lookup, with suggestions and the registered names.
+        lookup: UnknownTask,
     },
     /// A setting has a value airlock does not understand.
     #[error("invalid value {value:?} for {setting}: {expected}")]

@@ -86,7 +86,13 @@ impl IntentRecord {
 
 impl fmt::Display for IntentRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} (enqueued at {}): ", self.task.name(), self.id, self.origin)?;
+        write!(
+            f,
+            "{} {} (enqueued at {}): ",
+            self.task.name(),
+            self.id,
+            self.origin
+        )?;
         match &self.fate {
             Fate::Buffered => f.write_str("buffered"),
             Fate::Dispatched => f.write_str("dispatched"),
@@ -253,7 +259,10 @@ impl PreparedFlush {
     ///
     /// # Errors
     /// [`Error::Dispatch`] if the executor fails.
-    pub async fn dispatch_async_with(mut self, executor: &dyn Executor) -> Result<FlushReport, Error> {
+    pub async fn dispatch_async_with(
+        mut self,
+        executor: &dyn Executor,
+    ) -> Result<FlushReport, Error> {
         let (indices, intents) = self.take_survivors();
         let result = if intents.is_empty() {
             Ok(())
@@ -337,7 +346,8 @@ impl Drop for PreparedFlush {
         if self.finished {
             return;
         }
-        let reason = DiscardReason::Requested("the prepared flush was dropped before dispatch".into());
+        let reason =
+            DiscardReason::Requested("the prepared flush was dropped before dispatch".into());
         let mut records = std::mem::take(&mut self.records);
         for (i, _) in &self.survivors {
             records[*i].fate = Fate::Discarded(reason.clone());
@@ -357,7 +367,11 @@ pub(crate) fn prepare(core: &Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
     let intents = core.close()?;
     let info = &core.info;
     let mut records = Vec::with_capacity(intents.len());
-    let mut candidates = Vec::with_capacity(if core.parent.is_some() { 0 } else { intents.len() });
+    let mut candidates = Vec::with_capacity(if core.parent.is_some() {
+        0
+    } else {
+        intents.len()
+    });
 
     if core.parent.is_some() {
         route_to_ancestors(core, intents, &mut records, &mut candidates)?;
@@ -488,7 +502,11 @@ fn route_to_ancestors(
             records[i].fate = Fate::Discarded(DiscardReason::ParentClosed);
         }
         let parent = core.parent.as_ref().map(|p| p.info.clone());
-        core.end(ScopePhase::Discarded, std::mem::take(records), Some(DiscardReason::ParentClosed));
+        core.end(
+            ScopePhase::Discarded,
+            std::mem::take(records),
+            Some(DiscardReason::ParentClosed),
+        );
         return Err(Error::ParentClosed {
             scope: info.clone(),
             parent: parent.expect("a nested scope has a parent"),

@@ -127,7 +127,7 @@ impl Intent {
     /// The typed arguments, if this is an intent for task `T`.
     ///
     /// ```
-    /// # #[airlock::task] fn send_email(user_id: u64) {}
+    /// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
     /// let captured = airlock::testing::capture(|| send_email::enqueue(7).map(drop));
     /// let args = captured.intents[0].args::<send_email>().unwrap();
     /// assert_eq!(args.user_id, 7);
@@ -215,7 +215,7 @@ impl fmt::Debug for Intent {
 ///
 /// ```
 /// # use std::time::Duration;
-/// # #[airlock::task] fn notify_warehouse(order_id: u64) {}
+/// # #[airlock::task] fn notify_warehouse(order_id: u64) { let _ = order_id; }
 /// # airlock::testing::capture(|| -> airlock::Result<()> {
 /// notify_warehouse::intent(42)
 ///     .delay(Duration::from_secs(60))
@@ -282,7 +282,7 @@ impl<T: Task> IntentBuilder<T> {
     /// Enqueues the intent into the current scope.
     ///
     /// # Errors
-    /// As [`enqueue`](crate::enqueue): no scope, a closed scope, or a policy rejection.
+    /// As [`enqueue`](crate::enqueue()): no scope, a closed scope, or a policy rejection.
     pub fn enqueue(self) -> Result<IntentId, Error> {
         crate::enqueue::enqueue(self.build())
     }

@@ -42,7 +42,7 @@
 //! ```
 //!
 //! # The data path
-//! `enqueue` ([`mod@enqueue`]) → the scope's buffer ([`scope`]) → policies
+//! `enqueue` ([`mod@enqueue`]) → the scope's buffer ([`scope()`]) → policies
 //! ([`policy`]) → the flush ([`flush`]) → an executor ([`executor`]).
 //!
 //! * **Tasks** (`#[airlock::task]`): the generated `my_task::enqueue(..)` takes
@@ -50,7 +50,7 @@
 //!   dispatch options (delay, queue, priority). Task names are stable strings
 //!   registered process-wide ([`registry()`]); arguments must be owned and
 //!   serde-serializable, but are only serialized when an intent leaves the process.
-//! * **Scopes** (`#[airlock::scoped]`, [`scope`], [`scope_async`], [`Scope`]):
+//! * **Scopes** (`#[airlock::scoped]`, [`scope()`], [`scope_async`], [`Scope`]):
 //!   a nested scope hands its intents to its parent, so the outermost scope
 //!   decides. An async scope travels with its future: it is entered on every
 //!   poll, so it is correct on a multi-threaded runtime and never leaks into
@@ -79,6 +79,7 @@
 //! tasks by name), add `use my_tasks as _;` to the binary.
 
 #![doc(html_root_url = "https://docs.rs/airlock/0.1.0")]
+#![doc(test(attr(deny(warnings))))]
 
 // Lets the macros' `::airlock::…` paths resolve inside this crate's own tests.
 #[allow(unused_extern_crates)]
@@ -143,3 +144,8 @@ pub use scope::{
     Scope, ScopeBehavior, ScopeHandle, ScopeId, ScopeInfo, ScopeOutput, ScopePhase, ScopedFuture,
 };
 pub use task::{Task, TaskDef, TaskKind, TaskOutput};
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -31,7 +31,9 @@ pub struct Registry {
 /// The process-wide registry, built on first use.
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| Registry::from_defs(inventory::iter::<Registration>.into_iter().map(|r| r.0)))
+    REGISTRY.get_or_init(|| {
+        Registry::from_defs(inventory::iter::<Registration>.into_iter().map(|r| r.0))
+    })
 }
 
 impl Registry {
@@ -103,7 +105,11 @@ impl Registry {
         scored.sort();
         UnknownTask {
             name: name.to_owned(),
-            suggestions: scored.iter().take(3).map(|(_, n)| (*n).to_owned()).collect(),
+            suggestions: scored
+                .iter()
+                .take(3)
+                .map(|(_, n)| (*n).to_owned())
+                .collect(),
             known: self.names().map(str::to_owned).collect(),
         }
     }

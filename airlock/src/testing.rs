@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use airlock::testing;
-//! # #[airlock::task] fn send_email(user_id: u64) {}
+//! # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
 //!
 //! fn sign_up(user_id: u64) -> airlock::Result<()> {
 //!     send_email::enqueue(user_id)?;
@@ -35,7 +35,10 @@ pub struct Captured<R> {
 /// Runs `body` in a fresh outermost scope and returns what it enqueued instead
 /// of dispatching it. Enqueue-time policies from the configuration still apply.
 pub fn capture<R>(body: impl FnOnce() -> R) -> Captured<R> {
-    let active = Scope::new().detached().name("airlock::testing::capture").start();
+    let active = Scope::new()
+        .detached()
+        .name("airlock::testing::capture")
+        .start();
     let value = active.in_scope(body);
     Captured {
         value,
@@ -46,7 +49,10 @@ pub fn capture<R>(body: impl FnOnce() -> R) -> Captured<R> {
 /// The async form of [`capture`]: `body` runs with the capturing scope current
 /// on every poll.
 pub async fn capture_async<F: Future>(body: F) -> Captured<F::Output> {
-    let active = Scope::new().detached().name("airlock::testing::capture").start();
+    let active = Scope::new()
+        .detached()
+        .name("airlock::testing::capture")
+        .start();
     let value = active.handle().bind(body).await;
     Captured {
         value,
@@ -59,7 +65,10 @@ pub async fn capture_async<F: Future>(body: F) -> Captured<F::Output> {
 pub fn assert_no_effects<R>(body: impl FnOnce() -> R) -> R {
     let captured = capture(body);
     if !captured.intents.is_empty() {
-        panic!("expected no side effects, but {}", Listing(&captured.intents));
+        panic!(
+            "expected no side effects, but {}",
+            Listing(&captured.intents)
+        );
     }
     captured.value
 }
@@ -79,7 +88,10 @@ impl<R> Captured<R> {
     #[track_caller]
     pub fn assert_names(&self, expected: &[&str]) {
         if self.names() != expected {
-            panic!("expected the intents {expected:?}, but {}", Listing(&self.intents));
+            panic!(
+                "expected the intents {expected:?}, but {}",
+                Listing(&self.intents)
+            );
         }
     }
 
@@ -87,7 +99,10 @@ impl<R> Captured<R> {
     #[track_caller]
     pub fn assert_enqueued(&self, name: &str) {
         if !self.intents.iter().any(|i| i.name() == name) {
-            panic!("expected an intent for `{name}`, but {}", Listing(&self.intents));
+            panic!(
+                "expected an intent for `{name}`, but {}",
+                Listing(&self.intents)
+            );
         }
     }
 

@@ -83,11 +83,15 @@ fn run_sync(intent: Intent) -> Result<(), BoxError> {
     let scope = task_scope(&intent)?;
     let (task, args) = intent.into_parts();
     match task.runner() {
-        Runner::Sync(run) => {
-            std::panic::catch_unwind(AssertUnwindSafe(|| scope.run(|| run(args)))).unwrap_or_else(
-                |panic| Err(format!("task `{}` panicked: {}", task.name(), panic_message(&*panic)).into()),
-            )
-        }
+        Runner::Sync(run) => std::panic::catch_unwind(AssertUnwindSafe(|| scope.run(|| run(args))))
+            .unwrap_or_else(|panic| {
+                Err(format!(
+                    "task `{}` panicked: {}",
+                    task.name(),
+                    panic_message(&*panic)
+                )
+                .into())
+            }),
         Runner::Async(_) => Err(format!(
             "task `{}` is async and cannot be awaited from a synchronous scope; flush from an \
              async scope (#[airlock::scoped] async fn, airlock::scope_async) or use an executor \
@@ -103,10 +107,14 @@ async fn run_async(intent: Intent) -> Result<(), BoxError> {
     let (task, args) = intent.into_parts();
     let name = task.name();
     let result = match task.runner() {
-        Runner::Sync(run) => {
-            std::panic::catch_unwind(AssertUnwindSafe(|| scope.run(|| run(args)))).map_err(|p| panic_message(&*p))
+        Runner::Sync(run) => std::panic::catch_unwind(AssertUnwindSafe(|| scope.run(|| run(args))))
+            .map_err(|p| panic_message(&*p)),
+        Runner::Async(run) => {
+            CatchUnwind {
+                future: scope.run_async(run(args)),
+            }
+            .await
         }
-        Runner::Async(run) => CatchUnwind { future: scope.run_async(run(args)) }.await,
     };
     result.unwrap_or_else(|message| Err(format!("task `{name}` panicked: {message}").into()))
 }

@@ -31,7 +31,11 @@ pub struct AssertNoEffects;
 
 impl Policy for AssertNoEffects {
     fn on_enqueue(&self, intent: &Intent) -> Result<(), PolicyViolation> {
-        Err(violation(self, intent, "this code must not have side effects"))
+        Err(violation(
+            self,
+            intent,
+            "this code must not have side effects",
+        ))
     }
 }
 
@@ -40,7 +44,7 @@ impl Policy for AssertNoEffects {
 ///
 /// ```
 /// use airlock::BlockTasks;
-/// # #[airlock::task] fn send_email(user_id: u64) {}
+/// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
 ///
 /// let typed = BlockTasks::of(&[send_email::TASK]);        // checked by the compiler
 /// let named = BlockTasks::names(["send_email"]).unwrap(); // checked against the registry
@@ -103,10 +107,10 @@ impl BlockTasks {
                 Ok(def) => {
                     set.insert(def.name());
                 }
-                Err(crate::Error::UnknownTask(source)) => {
+                Err(crate::Error::UnknownTask(lookup)) => {
                     return Err(ConfigError::UnknownTask {
                         setting: setting.to_owned(),
-                        source,
+                        lookup,
                     })
                 }
                 Err(other) => return Err(ConfigError::Registry(Box::new(other))),

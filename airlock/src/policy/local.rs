@@ -33,7 +33,7 @@ fn local_frame(policy: &Arc<dyn Policy>) -> Frame {
 ///
 /// ```
 /// use airlock::DropAll;
-/// # #[airlock::task] fn audit(entry: String) {}
+/// # #[airlock::task] fn audit(entry: String) { let _ = entry; }
 ///
 /// let captured = airlock::testing::capture(|| -> airlock::Result<()> {
 ///     audit::enqueue("kept".into())?;
@@ -75,7 +75,10 @@ impl<F: Future> Future for WithPolicy<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let frame = this.frame.get_or_insert_with(|| local_frame(this.policy)).clone();
+        let frame = this
+            .frame
+            .get_or_insert_with(|| local_frame(this.policy))
+            .clone();
         let _entered = context::push(frame);
         this.body.poll(cx)
     }
@@ -83,6 +86,8 @@ impl<F: Future> Future for WithPolicy<F> {
 
 impl<F> fmt::Debug for WithPolicy<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WithPolicy").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("WithPolicy")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
 }

@@ -42,6 +42,22 @@ use crate::intent::Intent;
 ///         intent.name().starts_with("audit.")
 ///     }
 /// }
+///
+/// #[airlock::task(name = "audit.record")]
+/// fn audit(entry: String) { let _ = entry; }
+/// #[airlock::task]
+/// fn send_email(user_id: u64) { let _ = user_id; }
+///
+/// let scope = airlock::Scope::new().policy(AuditOnly).start();
+/// scope.in_scope(|| -> airlock::Result<()> {
+///     audit::enqueue("signed up".into())?;
+///     send_email::enqueue(7)?;
+///     Ok(())
+/// })?;
+/// let report = scope.flush()?;
+/// assert_eq!(report.dispatched(), ["audit.record"]);
+/// assert_eq!(report.dropped(), ["send_email"]);
+/// # Ok::<(), airlock::Error>(())
 /// ```
 pub trait Policy: fmt::Debug + Send + Sync + 'static {
     /// Called as each intent is enqueued, before it is buffered. Return `Err` to
@@ -68,7 +84,11 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Builds the [`PolicyViolation`] a policy returns from `on_enqueue`.
-pub fn violation(policy: &dyn Policy, intent: &Intent, reason: impl Into<String>) -> PolicyViolation {
+pub fn violation(
+    policy: &dyn Policy,
+    intent: &Intent,
+    reason: impl Into<String>,
+) -> PolicyViolation {
     PolicyViolation {
         policy: policy.name(),
         task: intent.name(),

@@ -26,7 +26,7 @@ use crate::scope::{Bound, DiscardReason, Outcome, Scope, ScopeInfo, ScopeOutput,
 /// [`DiscardReason::Panic`] while unwinding): nothing leaks.
 ///
 /// ```
-/// # #[airlock::task] fn audit(entry: String) {}
+/// # #[airlock::task] fn audit(entry: String) { let _ = entry; }
 /// let scope = airlock::Scope::new().name("import").start();
 /// {
 ///     let _entered = scope.enter();
@@ -172,7 +172,13 @@ impl ActiveScope {
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
         let records = intents
             .iter()
-            .map(|i| IntentRecord::of(i, &self.core.info, crate::flush::Fate::Discarded(reason.clone())))
+            .map(|i| {
+                IntentRecord::of(
+                    i,
+                    &self.core.info,
+                    crate::flush::Fate::Discarded(reason.clone()),
+                )
+            })
             .collect();
         self.core.end(ScopePhase::Discarded, records, Some(reason));
         intents
@@ -244,7 +250,7 @@ impl fmt::Debug for EnterGuard<'_> {
 /// explicitly; the scope must still be open when the work enqueues:
 ///
 /// ```
-/// # #[airlock::task] fn resize_image(id: u64) {}
+/// # #[airlock::task] fn resize_image(id: u64) { let _ = id; }
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> airlock::Result<()> {
 /// airlock::scope_async(async {
 ///     let scope = airlock::current().expect("inside a scope");
@@ -339,7 +345,9 @@ impl fmt::Debug for HandleGuard {
 /// The scope current on this thread (or task, when polled inside a scoped
 /// future), if any.
 pub fn current() -> Option<ScopeHandle> {
-    context::top().and_then(|frame| frame.scope).map(ScopeHandle)
+    context::top()
+        .and_then(|frame| frame.scope)
+        .map(ScopeHandle)
 }
 
 thread_local! {

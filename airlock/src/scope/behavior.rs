@@ -21,6 +21,7 @@ pub enum Outcome {
 /// A scope's lifecycle decisions. Every method has the default airlock-py uses.
 ///
 /// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
 /// use airlock::{Outcome, ScopeBehavior};
 ///
 /// /// Flush even when the job fails: its intents are error alerts.
@@ -32,6 +33,21 @@ pub enum Outcome {
 ///         outcome != Outcome::Cancelled
 ///     }
 /// }
+///
+/// static ALERTED: AtomicBool = AtomicBool::new(false);
+///
+/// #[airlock::task]
+/// fn page_on_call(message: String) {
+///     println!("paging: {message}");
+///     ALERTED.store(true, Ordering::SeqCst);
+/// }
+///
+/// let result: anyhow::Result<()> = airlock::Scope::new().behavior(AlertScope).run(|| {
+///     page_on_call::enqueue("nightly import failed".into())?;
+///     anyhow::bail!("import failed")
+/// });
+/// assert!(result.is_err());
+/// assert!(ALERTED.load(Ordering::SeqCst)); // flushed despite the error
 /// ```
 pub trait ScopeBehavior: fmt::Debug + Send + Sync + 'static {
     /// Whether a scope whose body ended this way flushes (`true`) or discards.

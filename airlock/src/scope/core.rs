@@ -89,7 +89,9 @@ impl ScopeCore {
     /// Locks the state. The lock is never held while user code (a policy, a
     /// task, an executor) runs, so a panic cannot poison it; recover anyway.
     pub(crate) fn state(&self) -> MutexGuard<'_, ScopeState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Appends an intent that already passed `on_enqueue`.
@@ -132,7 +134,12 @@ impl ScopeCore {
     }
 
     /// Records the final phase and what became of each intent.
-    pub(crate) fn end(&self, phase: ScopePhase, records: Vec<IntentRecord>, reason: Option<DiscardReason>) {
+    pub(crate) fn end(
+        &self,
+        phase: ScopePhase,
+        records: Vec<IntentRecord>,
+        reason: Option<DiscardReason>,
+    ) {
         let mut state = self.state();
         state.phase = phase;
         state.records = records;

@@ -109,7 +109,9 @@ where
                         *this.polling = true;
                         let poll = match this.body.as_mut().project() {
                             BodyProj::Live { future } => future.poll(cx),
-                            BodyProj::Gone => unreachable!("the body is dropped only after it completes"),
+                            BodyProj::Gone => {
+                                unreachable!("the body is dropped only after it completes")
+                            }
                         };
                         *this.polling = false;
                         poll
@@ -162,7 +164,9 @@ impl<F: Future> fmt::Debug for ScopedFuture<F> {
             State::Flushing { .. } => "flushing",
             State::Done => "done",
         };
-        f.debug_struct("ScopedFuture").field("state", &state).finish_non_exhaustive()
+        f.debug_struct("ScopedFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,6 +198,8 @@ impl<F: Future> Future for Bound<F> {
 
 impl<F> fmt::Debug for Bound<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bound").field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("Bound")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }

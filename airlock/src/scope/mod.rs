@@ -116,9 +116,13 @@ impl fmt::Display for DiscardReason {
         match self {
             DiscardReason::Error => f.write_str("the scope returned an error"),
             DiscardReason::Panic => f.write_str("the scope panicked"),
-            DiscardReason::Cancelled => f.write_str("the scope's future was dropped before completion"),
+            DiscardReason::Cancelled => {
+                f.write_str("the scope's future was dropped before completion")
+            }
             DiscardReason::Abandoned => f.write_str("the scope was dropped without being flushed"),
-            DiscardReason::PolicyPanicked(msg) => write!(f, "a policy panicked during flush: {msg}"),
+            DiscardReason::PolicyPanicked(msg) => {
+                write!(f, "a policy panicked during flush: {msg}")
+            }
             DiscardReason::ParentClosed => f.write_str("the parent scope had already ended"),
             DiscardReason::Requested(why) => f.write_str(why),
         }
@@ -158,7 +162,7 @@ impl<T, E: From<Error>> ScopeOutput for Result<T, E> {
 ///
 /// ```
 /// use airlock::{DropAll, Scope};
-/// # #[airlock::task] fn send_email(user_id: u64) {}
+/// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
 ///
 /// let result: airlock::Result<()> = Scope::new()
 ///     .name("backfill")
@@ -271,7 +275,7 @@ impl Scope {
 /// Runs `body` in a new scope with the configured defaults.
 ///
 /// ```
-/// # #[airlock::task] fn send_email(user_id: u64) {}
+/// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
 /// let result: airlock::Result<()> = airlock::scope(|| {
 ///     send_email::enqueue(42)?; // runs when the scope flushes, right after this closure
 ///     Ok(())
