@@ -240,6 +240,7 @@ impl PreparedFlush {
         let result = if intents.is_empty() {
             Ok(())
         } else {
+            let _span = self.span(intents.len()).entered();
             executor.dispatch(intents)
         };
         self.complete(indices, result)
@@ -267,9 +268,14 @@ impl PreparedFlush {
         let result = if intents.is_empty() {
             Ok(())
         } else {
-            executor.dispatch_async(intents).await
+            let span = self.span(intents.len());
+            tracing::Instrument::instrument(executor.dispatch_async(intents), span).await
         };
         self.complete(indices, result)
+    }
+
+    fn span(&self, intents: usize) -> tracing::Span {
+        tracing::debug_span!(target: "airlock::flush", "airlock.dispatch", scope = %self.core.info, intents)
     }
 
     fn take_survivors(&mut self) -> (Vec<usize>, Vec<Intent>) {
