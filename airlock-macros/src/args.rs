@@ -84,6 +84,33 @@ pub(crate) fn string_value(arg: &Arg, errors: &mut Errors) -> Option<(String, Sp
     }
 }
 
+/// The `E` of a return type written as `Result<T, E>` (any path ending in
+/// `Result` with two type arguments), so checks can point at the error type.
+pub(crate) fn result_error_type(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let types: Vec<&syn::Type> = args
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    match types.as_slice() {
+        [_, error] => Some(error),
+        _ => None,
+    }
+}
+
 /// Collects every problem so they are reported together.
 #[derive(Default)]
 pub(crate) struct Errors(Option<syn::Error>);

@@ -1,6 +1,6 @@
 //! `#[airlock::scoped]`: parse → check → expand.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{AttrStyle, ItemFn, ReturnType, Type};
@@ -16,8 +16,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
+            let error = syn::Error::new_spanned(
+                &item,
                 "#[airlock::scoped] goes on a function or method returning `Result<T, E>`",
             )
             .to_compile_error();
@@ -90,8 +90,13 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 
     // Spanned on the return type: the one place a return type that cannot
     // absorb a flush error is reported.
-    let check = quote_spanned! {ret.span()=>
-        let _ = ::airlock::__private::assert_scope_output::<#ret>;
+    let check = match args::result_error_type(&ret) {
+        Some(error) => quote_spanned! {error.span()=>
+            let _ = ::airlock::__private::assert_scope_error::<#error>;
+        },
+        None => quote_spanned! {ret.span()=>
+            let _ = ::airlock::__private::assert_scope_output::<#ret>;
+        },
     };
     let probe = quote! {
         #[allow(unused_imports)]
@@ -127,10 +132,14 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
 
+    // The new body keeps the original braces' span: generated from the
+    // user's tokens, the function still gets `dead_code` and other lints.
+    let mut wrapped = TokenStream::new();
+    block
+        .brace_token
+        .surround(&mut wrapped, |tokens| tokens.extend(body));
     quote! {
         #(#attrs)*
-        #vis #sig {
-            #body
-        }
+        #vis #sig #wrapped
     }
 }

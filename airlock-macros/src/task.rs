@@ -15,9 +15,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "#[airlock::task] goes on a free function: `fn name(arg: Type, ...)`",
+            let error = syn::Error::new_spanned(
+                &item,
+                "#[airlock::task] goes on a free function at module level: `fn name(arg: Type, ...)`",
             );
             let error = error.to_compile_error();
             return quote!(#error #item);
@@ -86,12 +86,27 @@ fn check_signature(func: &ItemFn, errors: &mut Errors) {
             "a task cannot have an `extern` ABI; remove it, or call the extern function from a plain task",
         ));
     }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+    // Lifetime parameters are reported where they are used, as borrowed arguments.
+    let only_lifetimes = sig
+        .generics
+        .params
+        .iter()
+        .all(|p| matches!(p, syn::GenericParam::Lifetime(_)));
+    if !only_lifetimes || sig.generics.where_clause.is_some() {
         errors.push(syn::Error::new_spanned(
             &sig.generics,
             "a task cannot be generic: it is registered and called by name, which needs one concrete function; \
              write one task per concrete type, each calling a generic helper",
         ));
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Type::ImplTrait(it) = &**ty {
+            errors.push(syn::Error::new_spanned(
+                it,
+                "a task cannot return `impl Trait`: return `()` or `Result<(), E>`, \
+                 or make it an `async fn` instead of returning a future",
+            ));
+        }
     }
     if let Some(variadic) = &sig.variadic {
         errors.push(syn::Error::new_spanned(
@@ -120,6 +135,9 @@ fn collect_params(func: &mut ItemFn, errors: &mut Errors) -> Vec<Param> {
             .drain(..)
             .partition(|a| a.path().is_ident("serde"));
         typed.attrs = other;
+        for attr in &serde_attrs {
+            check_serde_attr(attr, errors);
+        }
 
         check_owned(&typed.ty, errors);
         match &*typed.pat {
@@ -135,6 +153,33 @@ fn collect_params(func: &mut ItemFn, errors: &mut Errors) -> Vec<Param> {
         }
     }
     params
+}
+
+/// The arguments struct is generic over its field types (see `generate`), so
+/// only the serde field attributes that do not name a concrete type work.
+fn check_serde_attr(attr: &syn::Attribute, errors: &mut Errors) {
+    const SUPPORTED: &str = "`rename = \"..\"`, `alias = \"..\"` and `default`";
+    let result = attr.parse_nested_meta(|meta| {
+        let key = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match key.as_str() {
+            "rename" | "alias" => {
+                meta.value()?.parse::<syn::LitStr>()?;
+                Ok(())
+            }
+            "default" if meta.input.is_empty() || meta.input.peek(syn::Token![,]) => Ok(()),
+            _ => Err(meta.error(format!(
+                "unsupported serde attribute on a task parameter; supported: {SUPPORTED}. \
+                 For custom (de)serialization, give the parameter a newtype that implements it"
+            ))),
+        }
+    });
+    if let Err(error) = result {
+        errors.push(error);
+    }
 }
 
 /// Rejects borrowed and `impl Trait` parameter types, spanned on the offending part.
@@ -208,9 +253,18 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
         ReturnType::Default => (quote!(()), func.sig.ident.span()),
         ReturnType::Type(_, ty) => (quote!(#ty), ty.span()),
     };
-    // Spanned on the return type: the one place a bad return type is reported.
-    let output_check = quote_spanned! {ret_span=>
-        const _: () = ::airlock::__private::assert_task_output::<#ret_ty>();
+    // Spanned on the return type (or its error type, when written as
+    // `Result<T, E>`): the one place a bad return type is reported.
+    let output_check = match &func.sig.output {
+        ReturnType::Type(_, ty) if args::result_error_type(ty).is_some() => {
+            let error = args::result_error_type(ty).expect("checked above");
+            quote_spanned! {error.span()=>
+                const _: () = ::airlock::__private::assert_task_error::<#error>();
+            }
+        }
+        _ => quote_spanned! {ret_span=>
+            const _: () = ::airlock::__private::assert_task_output::<#ret_ty>();
+        },
     };
     let into_result = quote!((&::airlock::__private::Probe::<#ret_ty>::new()).task_result);
 
@@ -255,6 +309,10 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
     let line = quote_spanned!(ident.span()=> ::core::line!());
 
     quote! {
+        // Clippy's pedantic `needless_pass_by_value` would ask for borrowed
+        // parameters, which a task cannot take (they are buffered and may
+        // cross a process boundary).
+        #[allow(clippy::needless_pass_by_value)]
         #func
 
         #[doc = #handle_doc]

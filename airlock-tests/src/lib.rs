@@ -69,10 +69,9 @@ async fn tokio_yield() {
     .await;
 }
 
-/// Error returned by [`fail`].
+/// Error returned by [`fail()`].
 #[derive(Debug)]
 pub struct Boom(pub String);
-
 
 impl std::fmt::Display for Boom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,4 +133,21 @@ pub fn send_confirmation_email(order_id: u64) {
 pub async fn notify_warehouse(order_id: u64, lines: Vec<Line>) -> Result<(), Boom> {
     record_run("warehouse.notify", format!("{order_id}:{}", lines.len()));
     Ok(())
+}
+
+/// Always panics (after recording that it ran), asynchronously.
+#[airlock::task]
+pub async fn panics_async(tag: String) {
+    tokio_yield().await;
+    record_run(&tag, "panics_async");
+    panic!("async task panicked on purpose");
+}
+
+/// Records, enqueues `record(tag, value)`, then fails: the intent it enqueued
+/// must be discarded with its scope.
+#[airlock::task]
+pub fn record_then_fail(tag: String, value: u64) -> Result<(), Boom> {
+    record_run(&tag, "record_then_fail");
+    record::enqueue(tag.clone(), value).map_err(|e| Boom(e.to_string()))?;
+    Err(Boom(tag))
 }

@@ -38,6 +38,32 @@ pub const fn assert_scope_output<T: ScopeOutput>() {}
 /// reported (the call itself goes through [`Probe`]).
 pub const fn assert_task_output<T: TaskOutput>() {}
 
+/// An error type that can carry a failed flush.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot report a failed flush: a scope's error type needs `From<airlock::Error>`",
+    label = "the scope flushes when the body returns `Ok`, and the flush itself can fail",
+    note = "add a variant `#[error(transparent)] Airlock(#[from] airlock::Error)` (thiserror) or `impl From<airlock::Error> for {Self}`; or return `airlock::Result<T>` / `anyhow::Result<T>`"
+)]
+pub trait ScopeError: From<crate::Error> {}
+
+impl<E: From<crate::Error>> ScopeError for E {}
+
+/// Compile-time check, spanned on the `E` of a `#[scoped]` fn's `Result<T, E>`.
+pub const fn assert_scope_error<E: ScopeError>() {}
+
+/// An error type a task may return.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task's error type: it must convert into `Box<dyn Error + Send + Sync>`",
+    label = "task failures are reported by the executor or queue worker as boxed errors",
+    note = "implement `std::error::Error` for `{Self}` (e.g. with thiserror), or return `anyhow::Result<()>`"
+)]
+pub trait TaskError: Into<BoxError> {}
+
+impl<E: Into<BoxError>> TaskError for E {}
+
+/// Compile-time check, spanned on the `E` of a task's `Result<T, E>`.
+pub const fn assert_task_error<E: TaskError>() {}
+
 /// Runs `#[scoped]` bodies whose return type is a [`ScopeOutput`].
 pub trait RunScoped<R> {
     /// Runs a sync body in `scope`.

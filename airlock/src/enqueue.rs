@@ -24,17 +24,17 @@ pub fn enqueue(mut intent: Intent) -> Result<IntentId, Error> {
             task: intent.name(),
         });
     }
-    if is_inspecting() {
-        return Err(Error::ScopeBusy {
-            task: intent.name(),
-        });
-    }
     let Some((scope, chain)) = context::target() else {
         tracing::debug!(target: "airlock::enqueue", task = intent.name(), "enqueue outside a scope");
         return Err(Error::NoScope {
             task: intent.name(),
         });
     };
+    if is_inspecting(scope.info.id) {
+        return Err(Error::ScopeBusy {
+            task: intent.name(),
+        });
+    }
     intent.chain = chain;
     intent.scope = Some(scope.info.id);
     intent.cascade_depth = scope.cascade_depth;

@@ -52,6 +52,10 @@ pub enum Fate {
     },
     /// Not attempted, because an earlier intent in the same flush failed.
     NotAttempted,
+    /// Handed to the executor, but the dispatch was cancelled (its future was
+    /// dropped) before the executor reported back: it may or may not have
+    /// been dispatched.
+    Interrupted,
     /// Thrown away with the scope.
     Discarded(DiscardReason),
 }
@@ -103,6 +107,9 @@ impl fmt::Display for IntentRecord {
             Fate::Captured { by } => write!(f, "captured by {by}"),
             Fate::Failed { error } => write!(f, "failed: {error}"),
             Fate::NotAttempted => f.write_str("not attempted"),
+            Fate::Interrupted => {
+                f.write_str("dispatch interrupted; it may or may not have been dispatched")
+            }
             Fate::Discarded(reason) => write!(f, "discarded ({reason})"),
         }
     }
@@ -173,19 +180,25 @@ pub struct DispatchFailure {
 
 impl fmt::Display for DispatchFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dispatch failed in {}", self.report.scope)?;
+        if let Some(failed) = self
+            .report
+            .matching(|f| matches!(f, Fate::Failed { .. }))
+            .next()
+        {
+            write!(f, " at `{}`", failed.task.name())?;
+        }
+        write!(f, ": {}", self.source)?;
         let dispatched = self.report.dispatched();
-        let failed: Vec<_> = self.report.names(|f| matches!(f, Fate::Failed { .. }));
-        write!(
-            f,
-            "dispatch failed in {}: {}. Dispatched {} intent(s) {:?}; failed {:?}; not attempted {:?} \
-             (their intents are in DispatchFailure::not_attempted)",
-            self.report.scope,
-            self.source,
-            dispatched.len(),
-            dispatched,
-            failed,
-            self.not_attempted.iter().map(Intent::name).collect::<Vec<_>>(),
-        )
+        if !dispatched.is_empty() || !self.not_attempted.is_empty() {
+            let not_attempted: Vec<_> = self.not_attempted.iter().map(Intent::name).collect();
+            write!(
+                f,
+                " [dispatched before the failure: {dispatched:?}; not attempted, handed back in \
+                 DispatchFailure::not_attempted: {not_attempted:?}]"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -204,6 +217,8 @@ pub struct PreparedFlush {
     core: Arc<ScopeCore>,
     records: Vec<IntentRecord>,
     survivors: Vec<(usize, Intent)>,
+    /// Record indices of the survivors handed to the executor.
+    in_flight: Vec<usize>,
     finished: bool,
 }
 
@@ -236,14 +251,14 @@ impl PreparedFlush {
     /// # Errors
     /// [`Error::Dispatch`] if the executor fails.
     pub fn dispatch_with(mut self, executor: &dyn Executor) -> Result<FlushReport, Error> {
-        let (indices, intents) = self.take_survivors();
+        let intents = self.take_survivors();
         let result = if intents.is_empty() {
             Ok(())
         } else {
             let _span = self.span(intents.len()).entered();
             executor.dispatch(intents)
         };
-        self.complete(indices, result)
+        self.complete(result)
     }
 
     /// Dispatches the survivors with the scope's executor's async path
@@ -264,30 +279,29 @@ impl PreparedFlush {
         mut self,
         executor: &dyn Executor,
     ) -> Result<FlushReport, Error> {
-        let (indices, intents) = self.take_survivors();
+        let intents = self.take_survivors();
         let result = if intents.is_empty() {
             Ok(())
         } else {
             let span = self.span(intents.len());
             tracing::Instrument::instrument(executor.dispatch_async(intents), span).await
         };
-        self.complete(indices, result)
+        self.complete(result)
     }
 
     fn span(&self, intents: usize) -> tracing::Span {
         tracing::debug_span!(target: "airlock::flush", "airlock.dispatch", scope = %self.core.info, intents)
     }
 
-    fn take_survivors(&mut self) -> (Vec<usize>, Vec<Intent>) {
-        std::mem::take(&mut self.survivors).into_iter().unzip()
+    fn take_survivors(&mut self) -> Vec<Intent> {
+        let (indices, intents) = std::mem::take(&mut self.survivors).into_iter().unzip();
+        self.in_flight = indices;
+        intents
     }
 
-    fn complete(
-        mut self,
-        indices: Vec<usize>,
-        result: Result<(), DispatchError>,
-    ) -> Result<FlushReport, Error> {
+    fn complete(mut self, result: Result<(), DispatchError>) -> Result<FlushReport, Error> {
         self.finished = true;
+        let indices = std::mem::take(&mut self.in_flight);
         let mut records = std::mem::take(&mut self.records);
         let info = self.core.info.clone();
         let outcome = match result {
@@ -352,9 +366,23 @@ impl Drop for PreparedFlush {
         if self.finished {
             return;
         }
+        let mut records = std::mem::take(&mut self.records);
+        if !self.in_flight.is_empty() {
+            // Dropped while the executor was working (a cancelled async flush).
+            for &i in &self.in_flight {
+                records[i].fate = Fate::Interrupted;
+            }
+            tracing::warn!(
+                target: "airlock::flush",
+                scope = %self.core.info,
+                interrupted = self.in_flight.len(),
+                "dispatch cancelled part-way; some intents may not have been dispatched"
+            );
+            self.core.end(ScopePhase::Flushed, records, None);
+            return;
+        }
         let reason =
             DiscardReason::Requested("the prepared flush was dropped before dispatch".into());
-        let mut records = std::mem::take(&mut self.records);
         for (i, _) in &self.survivors {
             records[*i].fate = Fate::Discarded(reason.clone());
         }
@@ -442,6 +470,7 @@ pub(crate) fn prepare(core: &Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
         core: Arc::clone(core),
         records,
         survivors,
+        in_flight: Vec::new(),
         finished: false,
     })
 }

@@ -74,7 +74,7 @@ fn task_scope(intent: &Intent) -> Result<Scope, BoxError> {
         .into());
     }
     Ok(Scope::new()
-        .detached()
+        .__isolated()
         .name(intent.name())
         .__cascade_depth(depth))
 }

@@ -46,6 +46,15 @@ impl PolicyLink {
         })
     }
 
+    /// A chain of only the `with_policy` links of `start`, in the same order.
+    pub(crate) fn locals_only(start: Option<&Arc<PolicyLink>>) -> Option<Arc<PolicyLink>> {
+        let locals: Vec<Arc<dyn Policy>> = Self::iter(start)
+            .filter(|link| link.source == PolicySource::Local)
+            .map(|link| Arc::clone(&link.policy))
+            .collect();
+        Self::extend(None, &locals, &PolicySource::Local)
+    }
+
     pub(crate) fn iter(start: Option<&Arc<PolicyLink>>) -> impl Iterator<Item = &PolicyLink> {
         std::iter::successors(start.map(|a| &**a), |link| link.next.as_deref())
     }

@@ -1,7 +1,7 @@
 //! The imperative scope API: start, enter, inspect, flush or discard.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -13,7 +13,9 @@ use crate::error::Error;
 use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush};
 use crate::intent::Intent;
 use crate::scope::core::{ScopeCore, ScopeState};
-use crate::scope::{Bound, DiscardReason, Outcome, Scope, ScopeInfo, ScopeOutput, ScopePhase};
+use crate::scope::{
+    Bound, DiscardReason, Outcome, Scope, ScopeId, ScopeInfo, ScopeOutput, ScopePhase,
+};
 
 /// A started scope that its owner ends explicitly: the building block of
 /// `#[scoped]`, [`Scope::run`] and integrations (middleware, transactions).
@@ -278,7 +280,7 @@ impl ScopeHandle {
 
     /// Where the scope is in its life.
     pub fn phase(&self) -> ScopePhase {
-        self.0.state().phase
+        self.0.phase()
     }
 
     /// Whether the scope hands its intents to a parent instead of dispatching.
@@ -351,15 +353,20 @@ pub fn current() -> Option<ScopeHandle> {
 }
 
 thread_local! {
-    static INSPECTING: Cell<usize> = const { Cell::new(0) };
+    // The scopes whose intents this thread currently holds (IntentsGuard).
+    static INSPECTING: RefCell<Vec<ScopeId>> = const { RefCell::new(Vec::new()) };
 }
 
-pub(crate) fn is_inspecting() -> bool {
-    INSPECTING.with(Cell::get) > 0
+/// Whether this thread holds an [`IntentsGuard`] of scope `id`.
+pub(crate) fn is_inspecting(id: ScopeId) -> bool {
+    INSPECTING.with(|ids| ids.borrow().contains(&id))
 }
 
-/// The buffered intents of a scope, borrowed. While it lives, `enqueue` on this
-/// thread fails with [`Error::ScopeBusy`] instead of deadlocking; drop it first.
+/// The buffered intents of a scope, borrowed, like a `RefCell` borrow: while it
+/// lives, `enqueue` into this scope on this thread fails with
+/// [`Error::ScopeBusy`], and reading the scope's `intents()` or `records()`
+/// again on this thread panics with a message saying to drop the guard, rather
+/// than deadlocking. [`ScopeHandle::phase`] stays available.
 pub struct IntentsGuard<'a> {
     state: MutexGuard<'a, ScopeState>,
     info: &'a ScopeInfo,
@@ -368,7 +375,7 @@ pub struct IntentsGuard<'a> {
 impl<'a> IntentsGuard<'a> {
     fn new(core: &'a ScopeCore) -> Self {
         let state = core.state();
-        INSPECTING.with(|n| n.set(n.get() + 1));
+        INSPECTING.with(|ids| ids.borrow_mut().push(core.info.id));
         IntentsGuard {
             state,
             info: &core.info,
@@ -402,7 +409,13 @@ impl Deref for IntentsGuard<'_> {
 
 impl Drop for IntentsGuard<'_> {
     fn drop(&mut self) {
-        let _ = INSPECTING.try_with(|n| n.set(n.get().saturating_sub(1)));
+        let id = self.info.id;
+        let _ = INSPECTING.try_with(|ids| {
+            let mut ids = ids.borrow_mut();
+            if let Some(pos) = ids.iter().rposition(|i| *i == id) {
+                ids.remove(pos);
+            }
+        });
     }
 }
 

@@ -51,9 +51,10 @@ pub enum Outcome {
 /// ```
 pub trait ScopeBehavior: fmt::Debug + Send + Sync + 'static {
     /// Whether a scope whose body ended this way flushes (`true`) or discards.
-    /// Default: flush only on [`Outcome::Success`]. A panic always discards after
-    /// this returns `false`; returning `true` for [`Outcome::Panic`] flushes what
-    /// was buffered before the panic.
+    /// Default: flush only on [`Outcome::Success`]. Returning `true` for
+    /// [`Outcome::Panic`] flushes what was buffered before the panic, then the
+    /// panic continues. A cancelled async scope (its future dropped) always
+    /// discards: a dropped future can no longer run an async flush.
     fn should_flush(&self, outcome: Outcome) -> bool {
         outcome == Outcome::Success
     }

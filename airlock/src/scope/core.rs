@@ -1,5 +1,6 @@
 //! The shared state of one scope: its settings, its parent, and its buffer.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::buffer::Buffer;
@@ -10,6 +11,7 @@ use crate::executor::Executor;
 use crate::flush::IntentRecord;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::{PolicyLink, PolicySource};
+use crate::scope::active::is_inspecting;
 use crate::scope::{DiscardReason, Scope, ScopeBehavior, ScopeId, ScopeInfo, ScopePhase};
 
 /// One scope, shared by its [`ActiveScope`](crate::ActiveScope), its handles and
@@ -23,6 +25,9 @@ pub(crate) struct ScopeCore {
     pub(crate) chain: Option<Arc<PolicyLink>>,
     pub(crate) cascade_depth: u32,
     state: Mutex<ScopeState>,
+    // A copy of `state.phase`, readable without the lock.
+    // A copy of `state.phase`, readable without the lock.
+    phase: AtomicU8,
 }
 
 pub(crate) struct ScopeState {
@@ -37,13 +42,20 @@ impl ScopeCore {
     /// Builds a scope under whatever frame is current on this thread.
     pub(crate) fn start(settings: Scope) -> Arc<ScopeCore> {
         let config = config::current();
-        let below = if settings.detached {
+        let below = if settings.isolated {
             None
         } else {
             context::top()
         };
-        let parent = below.as_ref().and_then(|frame| frame.scope.clone());
-        let base_chain = below.and_then(|frame| frame.chain);
+        let (parent, base_chain) = match below {
+            None => (None, None),
+            // Detached: no parent scope, but the `with_policy` blocks around it
+            // still apply to what is enqueued inside.
+            Some(frame) if settings.detached => {
+                (None, PolicyLink::locals_only(frame.chain.as_ref()))
+            }
+            Some(frame) => (frame.scope, frame.chain),
+        };
 
         // The configured default policy applies once, at the outermost scope;
         // nested scopes are already under it.
@@ -77,6 +89,7 @@ impl ScopeCore {
             parent,
             chain,
             cascade_depth,
+            phase: AtomicU8::new(ScopePhase::Open as u8),
             state: Mutex::new(ScopeState {
                 phase: ScopePhase::Open,
                 buffer: Buffer::default(),
@@ -89,9 +102,30 @@ impl ScopeCore {
     /// Locks the state. The lock is never held while user code (a policy, a
     /// task, an executor) runs, so a panic cannot poison it; recover anyway.
     pub(crate) fn state(&self) -> MutexGuard<'_, ScopeState> {
+        assert!(
+            !is_inspecting(self.info.id),
+            "{} is already borrowed on this thread by an IntentsGuard (from `intents()`); \
+             drop the guard before reading or changing the scope again",
+            self.info
+        );
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The scope's phase, without taking the lock.
+    pub(crate) fn phase(&self) -> ScopePhase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => ScopePhase::Open,
+            1 => ScopePhase::Flushing,
+            2 => ScopePhase::Flushed,
+            _ => ScopePhase::Discarded,
+        }
+    }
+
+    fn set_phase(&self, state: &mut ScopeState, phase: ScopePhase) {
+        state.phase = phase;
+        self.phase.store(phase as u8, Ordering::Release);
     }
 
     /// Appends an intent that already passed `on_enqueue`.
@@ -129,7 +163,7 @@ impl ScopeCore {
                 self.info, state.phase
             )));
         }
-        state.phase = ScopePhase::Flushing;
+        self.set_phase(&mut state, ScopePhase::Flushing);
         Ok(state.buffer.take())
     }
 
@@ -141,7 +175,7 @@ impl ScopeCore {
         reason: Option<DiscardReason>,
     ) {
         let mut state = self.state();
-        state.phase = phase;
+        self.set_phase(&mut state, phase);
         state.records = records;
         state.discard_reason = reason;
     }

@@ -6,8 +6,10 @@
 //! to thread on a work-stealing runtime and never leaks to a task polled next
 //! on the same thread.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -34,9 +36,24 @@ enum State<O> {
     Running(ActiveScope),
     Flushing {
         flush: BoxFuture<'static, Result<FlushReport, Error>>,
-        output: Option<O>,
+        finished: Option<Finished<O>>,
     },
     Done,
+}
+
+/// How the body ended: with a value, or with a panic to resume after the flush.
+enum Finished<O> {
+    Output(O),
+    Panic(Box<dyn Any + Send>),
+}
+
+impl<O> Finished<O> {
+    fn resume(self) -> O {
+        match self {
+            Finished::Output(output) => output,
+            Finished::Panic(panic) => std::panic::resume_unwind(panic),
+        }
+    }
 }
 
 pin_project! {
@@ -48,9 +65,6 @@ pin_project! {
         #[pin]
         body: Body<F>,
         state: State<F::Output>,
-        // Set while the body is being polled, so a drop after a caught panic
-        // records `Panic` rather than `Cancelled`.
-        polling: bool,
     }
 
     impl<F: Future> PinnedDrop for ScopedFuture<F> {
@@ -63,7 +77,7 @@ pin_project! {
                     let _entered = active.enter();
                     this.body.set(Body::Gone);
                 }
-                let reason = if *this.polling || std::thread::panicking() {
+                let reason = if std::thread::panicking() {
                     DiscardReason::Panic
                 } else {
                     DiscardReason::Cancelled
@@ -82,7 +96,6 @@ where
         ScopedFuture {
             body: Body::Live { future: body },
             state: State::Pending(scope),
-            polling: false,
         }
     }
 }
@@ -104,21 +117,22 @@ where
                     *this.state = State::Running(scope.start());
                 }
                 State::Running(active) => {
+                    // A panic in the body is caught so the behaviour can decide
+                    // (flush or discard) before it continues unwinding.
                     let poll = {
                         let _entered = active.enter();
-                        *this.polling = true;
-                        let poll = match this.body.as_mut().project() {
+                        let body = this.body.as_mut();
+                        std::panic::catch_unwind(AssertUnwindSafe(|| match body.project() {
                             BodyProj::Live { future } => future.poll(cx),
                             BodyProj::Gone => {
                                 unreachable!("the body is dropped only after it completes")
                             }
-                        };
-                        *this.polling = false;
-                        poll
+                        }))
                     };
-                    let output = match poll {
-                        Poll::Ready(output) => output,
-                        Poll::Pending => return Poll::Pending,
+                    let finished = match poll {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(output)) => Finished::Output(output),
+                        Err(panic) => Finished::Panic(panic),
                     };
                     {
                         let _entered = active.enter();
@@ -127,27 +141,31 @@ where
                     let State::Running(active) = std::mem::replace(this.state, State::Done) else {
                         unreachable!()
                     };
-                    let outcome = if output.is_success() {
-                        Outcome::Success
-                    } else {
-                        Outcome::Error
+                    let outcome = match &finished {
+                        Finished::Output(output) if output.is_success() => Outcome::Success,
+                        Finished::Output(_) => Outcome::Error,
+                        Finished::Panic(_) => Outcome::Panic,
                     };
                     if !active.should_flush(outcome) {
                         active.discard_with(DiscardReason::from(outcome));
-                        return Poll::Ready(output);
+                        return Poll::Ready(finished.resume());
                     }
                     *this.state = State::Flushing {
                         flush: Box::pin(active.flush_async()),
-                        output: Some(output),
+                        finished: Some(finished),
                     };
                 }
-                State::Flushing { flush, output } => {
+                State::Flushing { flush, finished } => {
                     let result = std::task::ready!(flush.as_mut().poll(cx));
-                    let output = output.take().expect("output is kept until the flush ends");
+                    let finished = finished.take().expect("kept until the flush ends");
                     *this.state = State::Done;
-                    return Poll::Ready(match result {
-                        Ok(_) => output,
-                        Err(error) => output.absorb_flush_error(error),
+                    return Poll::Ready(match (finished, result) {
+                        (finished, Ok(_)) => finished.resume(),
+                        (Finished::Output(output), Err(error)) => output.absorb_flush_error(error),
+                        (Finished::Panic(panic), Err(error)) => {
+                            tracing::error!(target: "airlock::scope", %error, "flush after a panic failed");
+                            std::panic::resume_unwind(panic)
+                        }
                     });
                 }
                 State::Done => panic!("ScopedFuture polled after completion"),

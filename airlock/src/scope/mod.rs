@@ -26,6 +26,7 @@ mod future;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -68,15 +69,16 @@ impl fmt::Display for ScopeInfo {
 
 /// Where a scope is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ScopePhase {
     /// Taking intents.
-    Open,
+    Open = 0,
     /// Logically ended and filtered; the dispatch is pending (see [`crate::PreparedFlush`]).
-    Flushing,
+    Flushing = 1,
     /// Ended by flushing: intents were dispatched, dropped or handed to the parent.
-    Flushed,
+    Flushed = 2,
     /// Ended by discarding: nothing was dispatched.
-    Discarded,
+    Discarded = 3,
 }
 
 impl fmt::Display for ScopePhase {
@@ -181,6 +183,7 @@ pub struct Scope {
     pub(crate) executor: Option<Arc<dyn Executor>>,
     pub(crate) behavior: Option<Arc<dyn ScopeBehavior>>,
     pub(crate) detached: bool,
+    pub(crate) isolated: bool,
     pub(crate) cascade_depth: Option<u32>,
 }
 
@@ -230,8 +233,20 @@ impl Scope {
 
     /// Starts this scope as an outermost scope even when another scope is
     /// current: it dispatches its own intents instead of handing them upward.
+    /// The policies of the scopes around it do not apply; the
+    /// [`with_policy`](crate::with_policy) blocks around it still do, so a
+    /// library cannot escape a caller's `AssertNoEffects` block this way.
     pub fn detached(mut self) -> Self {
         self.detached = true;
+        self
+    }
+
+    /// Ignores everything current on this thread, scopes and `with_policy`
+    /// blocks alike: how the in-process executor runs a task, exactly as a
+    /// queue worker would.
+    #[doc(hidden)]
+    pub fn __isolated(mut self) -> Self {
+        self.isolated = true;
         self
     }
 
@@ -253,11 +268,26 @@ impl Scope {
     /// turns an `Ok` into `Err(E::from(error))`.
     pub fn run<R: ScopeOutput>(self, body: impl FnOnce() -> R) -> R {
         let active = self.start();
-        let output = {
+        // Catch the panic rather than discard from a destructor, so a
+        // behaviour that flushes on panic (`AlwaysFlush`) flushes outside the
+        // unwinding, then let the panic continue.
+        let output = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _entered = active.enter();
             body()
-        };
-        active.finish(output)
+        }));
+        match output {
+            Ok(output) => active.finish(output),
+            Err(panic) => {
+                if active.should_flush(Outcome::Panic) {
+                    if let Err(error) = active.flush() {
+                        tracing::error!(target: "airlock::scope", %error, "flush after a panic failed");
+                    }
+                } else {
+                    active.discard_with(DiscardReason::Panic);
+                }
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 
     /// Runs `body` inside the scope, entering it on every poll. Flushes (with the

@@ -1,0 +1,9 @@
+#[derive(Debug)]
+struct CheckoutError;
+
+#[airlock::scoped]
+async fn checkout() -> Result<u32, CheckoutError> {
+    Ok(0)
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[airlock::scoped]
+const fn checkout() -> airlock::Result<()> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[airlock::scoped(policy)]
+fn checkout() -> airlock::Result<()> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[airlock::scoped(name = 5)]
+fn checkout() -> airlock::Result<()> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[airlock::scoped]
+struct Checkout;
+
+fn main() {}

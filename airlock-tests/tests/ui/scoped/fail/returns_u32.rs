@@ -1,0 +1,6 @@
+#[airlock::scoped]
+fn checkout() -> u32 {
+    0
+}
+
+fn main() {}

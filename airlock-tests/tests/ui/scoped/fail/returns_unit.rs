@@ -1,0 +1,4 @@
+#[airlock::scoped]
+fn checkout() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[airlock::scoped(polcy = airlock::DropAll)]
+fn checkout() -> airlock::Result<()> {
+    Ok(())
+}
+
+fn main() {}

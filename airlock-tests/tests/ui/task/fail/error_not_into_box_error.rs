@@ -1,0 +1,9 @@
+struct NotAnError;
+
+#[airlock::task]
+fn ship(order_id: u64) -> Result<(), NotAnError> {
+    let _ = order_id;
+    Ok(())
+}
+
+fn main() {}

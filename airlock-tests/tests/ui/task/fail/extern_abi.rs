@@ -1,0 +1,6 @@
+#[airlock::task]
+extern "C" fn ship(order_id: u64) {
+    let _ = order_id;
+}
+
+fn main() {}

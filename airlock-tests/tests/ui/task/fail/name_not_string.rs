@@ -1,0 +1,6 @@
+#[airlock::task(name = 5)]
+fn ship(order_id: u64) {
+    let _ = order_id;
+}
+
+fn main() {}

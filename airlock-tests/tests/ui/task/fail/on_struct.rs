@@ -1,0 +1,6 @@
+#[airlock::task]
+struct Ship {
+    order_id: u64,
+}
+
+fn main() {}

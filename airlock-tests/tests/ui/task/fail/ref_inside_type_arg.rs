@@ -1,0 +1,6 @@
+#[airlock::task]
+fn ship(lines: Vec<&'static str>) {
+    let _ = lines;
+}
+
+fn main() {}

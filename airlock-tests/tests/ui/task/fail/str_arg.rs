@@ -1,0 +1,6 @@
+#[airlock::task]
+fn greet(name: &str) {
+    let _ = name;
+}
+
+fn main() {}
