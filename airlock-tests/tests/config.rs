@@ -83,7 +83,7 @@ fn configure_configuration_and_reset() {
     assert_eq!(report.dropped(), ["record"]);
     assert!(matches!(
         &report.records[0].fate,
-        Fate::Dropped { policy, source: PolicySource::Scope(s) } if policy == "DropAll" && *s == report.scope
+        Fate::Dropped { policy, source: PolicySource::Scope(s) } if &**policy == "DropAll" && *s == report.scope
     ));
     assert!(runs(&t).is_empty());
 

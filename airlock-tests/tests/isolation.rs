@@ -227,7 +227,7 @@ async fn dropping_a_scoped_future_discards_it_as_cancelled() {
     let ids: Vec<_> = records.iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[1], dropped_id);
-    for record in &records {
+    for record in records.iter() {
         assert_eq!(record.fate, Fate::Discarded(DiscardReason::Cancelled));
     }
 }

@@ -28,7 +28,7 @@ fn dropped_by(report: &FlushReport) -> Vec<(String, PolicySource)> {
         .records
         .iter()
         .filter_map(|r| match &r.fate {
-            Fate::Dropped { policy, source } => Some((policy.clone(), source.clone())),
+            Fate::Dropped { policy, source } => Some((policy.to_string(), source.clone())),
             _ => None,
         })
         .collect()
@@ -621,7 +621,7 @@ fn a_policy_panicking_in_allows_dispatches_nothing_and_discards_the_scope() {
     assert_eq!(handle.phase(), ScopePhase::Discarded);
     let reason = DiscardReason::PolicyPanicked("policy exploded on 2".into());
     assert_eq!(handle.discard_reason(), Some(reason.clone()));
-    let fates: Vec<Fate> = handle.records().into_iter().map(|r| r.fate).collect();
+    let fates: Vec<Fate> = handle.records().iter().map(|r| r.fate.clone()).collect();
     assert_eq!(fates, vec![Fate::Discarded(reason); 3]);
 
     // The thread is not left "inside a policy".

@@ -277,7 +277,7 @@ fn dropping_a_prepared_flush_discards_its_survivors() {
         Fate::Discarded(DiscardReason::Requested(_))
     ));
     assert!(
-        matches!(&records[1].fate, Fate::Dropped { policy, .. } if policy == "BlockTasks(cascade)"),
+        matches!(&records[1].fate, Fate::Dropped { policy, .. } if &**policy == "BlockTasks(cascade)"),
         "{:?}",
         records[1].fate
     );
@@ -356,7 +356,7 @@ fn nested_scopes_hand_intents_to_the_parent_own_vs_captured() {
     // The nested flush dispatched nothing: it handed its intents up.
     assert!(runs(&t).is_empty());
     assert_eq!(inner_report.captured(), ["record", "cascade"]);
-    for record in &inner_report.records {
+    for record in inner_report.records.iter() {
         assert!(record.own, "own in the scope that enqueued them");
         assert_eq!(
             record.fate,

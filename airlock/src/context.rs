@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::policy::chain::PolicyLink;
 use crate::scope::core::ScopeCore;
+use crate::scope::Scope;
 
 /// One entered frame.
 #[derive(Clone)]
@@ -27,6 +28,19 @@ pub(crate) struct Frame {
 struct Entry {
     id: u64,
     frame: Frame,
+    /// Settings of a scope created only when something needs it (see [`push_lazy`]).
+    lazy: Option<Scope>,
+}
+
+impl Entry {
+    /// Creates the lazy scope, if this entry has one that is not created yet.
+    fn materialize(&mut self) {
+        if let Some(settings) = self.lazy.take() {
+            let core = ScopeCore::start(settings);
+            self.frame.chain = core.chain.clone();
+            self.frame.scope = Some(core);
+        }
+    }
 }
 
 thread_local! {
@@ -47,7 +61,13 @@ pub(crate) fn push(frame: Frame) -> FrameGuard {
         next.set(id + 1);
         id
     });
-    STACK.with(|stack| stack.borrow_mut().push(Entry { id, frame }));
+    STACK.with(|stack| {
+        stack.borrow_mut().push(Entry {
+            id,
+            frame,
+            lazy: None,
+        })
+    });
     FrameGuard {
         id,
         _not_send: PhantomData,
@@ -75,16 +95,53 @@ impl Drop for FrameGuard {
     }
 }
 
+/// Pushes a frame for a scope that is created only if something needs it:
+/// an enqueue, a nested scope, `current()`. The in-process executor runs every
+/// task in its own scope this way, so a task that enqueues nothing costs no
+/// allocation. `settings` must be isolated: building it reads no frame.
+pub(crate) fn push_lazy(settings: Scope) -> FrameGuard {
+    debug_assert!(
+        settings.isolated,
+        "a lazy scope is built while the stack is borrowed"
+    );
+    let guard = push(Frame {
+        scope: None,
+        chain: None,
+    });
+    STACK.with(|stack| {
+        if let Some(entry) = stack.borrow_mut().last_mut() {
+            entry.lazy = Some(settings);
+        }
+    });
+    guard
+}
+
+/// The scope of `guard`'s frame, if it was created.
+pub(crate) fn materialized(guard: &FrameGuard) -> Option<Arc<ScopeCore>> {
+    STACK.with(|stack| {
+        let stack = stack.borrow();
+        let entry = stack.iter().rev().find(|e| e.id == guard.id)?;
+        entry.frame.scope.clone()
+    })
+}
+
 /// A copy of the innermost frame, if any.
 pub(crate) fn top() -> Option<Frame> {
-    STACK.with(|stack| stack.borrow().last().map(|e| e.frame.clone()))
+    STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        let entry = stack.last_mut()?;
+        entry.materialize();
+        Some(entry.frame.clone())
+    })
 }
 
 /// The scope `enqueue` would write to right now, and the chain it would use.
 pub(crate) fn target() -> Option<(Arc<ScopeCore>, Option<Arc<PolicyLink>>)> {
     STACK.with(|stack| {
-        let stack = stack.borrow();
-        let frame = &stack.last()?.frame;
+        let mut stack = stack.borrow_mut();
+        let entry = stack.last_mut()?;
+        entry.materialize();
+        let frame = &entry.frame;
         Some((Arc::clone(frame.scope.as_ref()?), frame.chain.clone()))
     })
 }

@@ -36,7 +36,7 @@ pub enum Fate {
     /// A policy's `allows` refused it at flush.
     Dropped {
         /// The refusing policy's name.
-        policy: String,
+        policy: Arc<str>,
         /// Whether it was a `with_policy` block or which scope's policy.
         source: PolicySource,
     },
@@ -120,8 +120,8 @@ impl fmt::Display for IntentRecord {
 pub struct FlushReport {
     /// The scope.
     pub scope: ScopeInfo,
-    /// One record per intent, in FIFO order.
-    pub records: Vec<IntentRecord>,
+    /// One record per intent, in FIFO order (shared with the scope).
+    pub records: Arc<[IntentRecord]>,
 }
 
 impl FlushReport {
@@ -158,7 +158,7 @@ impl FlushReport {
 impl fmt::Display for FlushReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {} intent(s)", self.scope, self.records.len())?;
-        for record in &self.records {
+        for record in self.records.iter() {
             write!(f, "\n  {record}")?;
         }
         Ok(())
@@ -216,7 +216,9 @@ impl std::error::Error for DispatchFailure {
 pub struct PreparedFlush {
     core: Arc<ScopeCore>,
     records: Vec<IntentRecord>,
-    survivors: Vec<(usize, Intent)>,
+    survivors: Vec<Intent>,
+    /// Record index of each survivor.
+    survivor_records: Vec<usize>,
     /// Record indices of the survivors handed to the executor.
     in_flight: Vec<usize>,
     finished: bool,
@@ -234,7 +236,7 @@ impl fmt::Debug for PreparedFlush {
 impl PreparedFlush {
     /// The intents that passed every policy and will be dispatched, in order.
     pub fn intents(&self) -> impl ExactSizeIterator<Item = &Intent> {
-        self.survivors.iter().map(|(_, intent)| intent)
+        self.survivors.iter()
     }
 
     /// Dispatches the survivors with the scope's executor.
@@ -294,9 +296,8 @@ impl PreparedFlush {
     }
 
     fn take_survivors(&mut self) -> Vec<Intent> {
-        let (indices, intents) = std::mem::take(&mut self.survivors).into_iter().unzip();
-        self.in_flight = indices;
-        intents
+        self.in_flight = std::mem::take(&mut self.survivor_records);
+        std::mem::take(&mut self.survivors)
     }
 
     fn complete(mut self, result: Result<(), DispatchError>) -> Result<FlushReport, Error> {
@@ -334,9 +335,8 @@ impl PreparedFlush {
         };
         let report = FlushReport {
             scope: info,
-            records: records.clone(),
+            records: self.core.end(ScopePhase::Flushed, records, None),
         };
-        self.core.end(ScopePhase::Flushed, records, None);
         match outcome {
             Ok(()) => {
                 tracing::debug!(
@@ -383,8 +383,8 @@ impl Drop for PreparedFlush {
         }
         let reason =
             DiscardReason::Requested("the prepared flush was dropped before dispatch".into());
-        for (i, _) in &self.survivors {
-            records[*i].fate = Fate::Discarded(reason.clone());
+        for &i in &self.survivor_records {
+            records[i].fate = Fate::Discarded(reason.clone());
         }
         tracing::debug!(
             target: "airlock::flush",
@@ -401,75 +401,84 @@ pub(crate) fn prepare(core: &Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
     let intents = core.close()?;
     let info = &core.info;
     let mut records = Vec::with_capacity(intents.len());
-    let mut candidates = Vec::with_capacity(if core.parent.is_some() {
-        0
-    } else {
-        intents.len()
-    });
-
     if core.parent.is_some() {
+        let mut candidates = Vec::new();
         route_to_ancestors(core, intents, &mut records, &mut candidates)?;
+        filter(core, records, candidates.len(), candidates.into_iter())
     } else {
-        for intent in intents {
-            records.push(IntentRecord::of(&intent, info, Fate::Buffered));
-            candidates.push((records.len() - 1, intent));
-        }
-    }
-
-    // Pass 1 of 2: ask every policy about every candidate before dispatching any.
-    let verdicts = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        in_policy(|| {
-            candidates
+        records.extend(
+            intents
                 .iter()
-                .map(|(_, intent)| {
-                    PolicyLink::first_refusal(intent.chain.as_ref(), intent)
-                        .map(|link| (link.policy.name(), link.source.clone()))
-                })
-                .collect::<Vec<_>>()
+                .map(|intent| IntentRecord::of(intent, info, Fate::Buffered)),
+        );
+        let count = intents.len();
+        filter(core, records, count, intents.into_iter().enumerate())
+    }
+}
+
+/// Pass 1 of 2: asks every policy about every candidate (`(record index,
+/// intent)`) before anything is dispatched; keeps the survivors.
+fn filter(
+    core: &Arc<ScopeCore>,
+    mut records: Vec<IntentRecord>,
+    count: usize,
+    candidates: impl Iterator<Item = (usize, Intent)>,
+) -> Result<PreparedFlush, Error> {
+    let mut survivors = Vec::with_capacity(count);
+    let mut survivor_records = Vec::with_capacity(count);
+    let filtered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        in_policy(|| {
+            for (i, intent) in candidates {
+                match PolicyLink::first_refusal(intent.chain.as_ref(), &intent) {
+                    Some(link) => {
+                        tracing::debug!(
+                            target: "airlock::policy",
+                            intent = %intent,
+                            policy = %link.name,
+                            "intent dropped by policy"
+                        );
+                        records[i].fate = Fate::Dropped {
+                            policy: Arc::clone(&link.name),
+                            source: link.source.clone(),
+                        };
+                    }
+                    None => {
+                        survivors.push(intent);
+                        survivor_records.push(i);
+                    }
+                }
+            }
         })
     }));
-    let verdicts = match verdicts {
-        Ok(verdicts) => verdicts,
-        Err(panic) => {
-            let message = panic_message(&*panic);
-            let reason = DiscardReason::PolicyPanicked(message.clone());
-            for (i, _) in &candidates {
-                records[*i].fate = Fate::Discarded(reason.clone());
+    if let Err(panic) = filtered {
+        let info = &core.info;
+        let message = panic_message(&*panic);
+        let reason = DiscardReason::PolicyPanicked(message.clone());
+        let mut lost = 0;
+        for record in &mut records {
+            if matches!(record.fate, Fate::Buffered) {
+                record.fate = Fate::Discarded(reason.clone());
+                lost += 1;
             }
-            tracing::error!(
-                target: "airlock::flush",
-                scope = %info,
-                lost = candidates.len(),
-                %message,
-                "a policy panicked while filtering; nothing was dispatched"
-            );
-            core.end(ScopePhase::Discarded, records, Some(reason));
-            return Err(Error::PolicyPanicked {
-                scope: info.clone(),
-                message,
-            });
         }
-    };
-
-    let mut survivors = Vec::with_capacity(candidates.len());
-    for ((i, intent), verdict) in candidates.into_iter().zip(verdicts) {
-        match verdict {
-            Some((policy, source)) => {
-                tracing::debug!(
-                    target: "airlock::policy",
-                    intent = %intent,
-                    %policy,
-                    "intent dropped by policy"
-                );
-                records[i].fate = Fate::Dropped { policy, source };
-            }
-            None => survivors.push((i, intent)),
-        }
+        tracing::error!(
+            target: "airlock::flush",
+            scope = %info,
+            lost,
+            %message,
+            "a policy panicked while filtering; nothing was dispatched"
+        );
+        core.end(ScopePhase::Discarded, records, Some(reason));
+        return Err(Error::PolicyPanicked {
+            scope: info.clone(),
+            message,
+        });
     }
     Ok(PreparedFlush {
         core: Arc::clone(core),
         records,
         survivors,
+        survivor_records,
         in_flight: Vec::new(),
         finished: false,
     })
@@ -558,7 +567,7 @@ pub(crate) fn discard(core: &ScopeCore, reason: DiscardReason) -> FlushReport {
         if state.phase != ScopePhase::Open {
             return FlushReport {
                 scope: core.info.clone(),
-                records: state.records.clone(),
+                records: Arc::clone(&state.records),
             };
         }
         state.buffer.take()
@@ -578,7 +587,7 @@ pub(crate) fn discard(core: &ScopeCore, reason: DiscardReason) -> FlushReport {
             "scope discarded its intents"
         );
     }
-    core.end(ScopePhase::Discarded, records.clone(), Some(reason));
+    let records = core.end(ScopePhase::Discarded, records, Some(reason));
     FlushReport {
         scope: core.info.clone(),
         records,

@@ -8,11 +8,12 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::config;
+use crate::context;
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::flush::panic_message;
 use crate::intent::Intent;
-use crate::scope::Scope;
+use crate::scope::{ActiveScope, Scope};
 use crate::task::{BoxFuture, Runner};
 
 /// Runs each intent's task in this process, in FIFO order, when the scope
@@ -34,10 +35,11 @@ pub struct InProcess;
 
 impl Executor for InProcess {
     fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
+        let limit = config::current().max_cascade_depth;
         let mut rest = intents.into_iter();
         let mut dispatched = 0;
         while let Some(intent) = rest.next() {
-            if let Err(error) = run_sync(intent) {
+            if let Err(error) = run_sync(intent, limit) {
                 return Err(DispatchError::failed_at(dispatched, error, rest.collect()));
             }
             dispatched += 1;
@@ -47,10 +49,11 @@ impl Executor for InProcess {
 
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(async move {
+            let limit = config::current().max_cascade_depth;
             let mut rest = intents.into_iter();
             let mut dispatched = 0;
             while let Some(intent) = rest.next() {
-                if let Err(error) = run_async(intent).await {
+                if let Err(error) = run_async(intent, limit).await {
                     return Err(DispatchError::failed_at(dispatched, error, rest.collect()));
                 }
                 dispatched += 1;
@@ -60,10 +63,10 @@ impl Executor for InProcess {
     }
 }
 
-/// The scope a task runs in: outermost, named after the task, one level deeper.
-fn task_scope(intent: &Intent) -> Result<Scope, BoxError> {
+/// The scope a task runs in: outermost and isolated from everything around
+/// the flush (as on a worker), named after the task, one cascade level deeper.
+fn task_scope(intent: &Intent, limit: u32) -> Result<Scope, BoxError> {
     let depth = intent.cascade_depth() + 1;
-    let limit = config::current().max_cascade_depth;
     if depth > limit {
         return Err(format!(
             "task `{}` is {depth} levels deep in a cascade of tasks enqueueing tasks (limit {limit}); \
@@ -79,48 +82,58 @@ fn task_scope(intent: &Intent) -> Result<Scope, BoxError> {
         .__cascade_depth(depth))
 }
 
-fn run_sync(intent: Intent) -> Result<(), BoxError> {
-    let scope = task_scope(&intent)?;
+fn panicked(task: &str, panic: &(dyn std::any::Any + Send)) -> BoxError {
+    format!("task `{task}` panicked: {}", panic_message(panic)).into()
+}
+
+fn run_sync(intent: Intent, limit: u32) -> Result<(), BoxError> {
+    let scope = task_scope(&intent, limit)?;
     let (task, args) = intent.into_parts();
-    match task.runner() {
-        Runner::Sync(run) => std::panic::catch_unwind(AssertUnwindSafe(|| scope.run(|| run(args))))
-            .unwrap_or_else(|panic| {
-                Err(format!(
-                    "task `{}` panicked: {}",
-                    task.name(),
-                    panic_message(&*panic)
-                )
-                .into())
-            }),
-        Runner::Async(_) => Err(format!(
+    let Runner::Sync(run) = task.runner() else {
+        return Err(format!(
             "task `{}` is async and cannot be awaited from a synchronous scope; flush from an \
              async scope (#[airlock::scoped] async fn, airlock::scope_async) or use an executor \
              that runs async tasks on a runtime",
             task.name()
         )
-        .into()),
+        .into());
+    };
+    // The task's scope is created only if the task enqueues or opens a scope,
+    // so a task with no effects of its own costs no scope at all.
+    let frame = context::push_lazy(scope);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(args)));
+    let core = context::materialized(&frame);
+    drop(frame);
+    match (outcome, core) {
+        (Ok(result), None) => result,
+        (Ok(result), Some(core)) => ActiveScope::from_core(core).finish(result),
+        (Err(panic), core) => {
+            if let Some(core) = core {
+                ActiveScope::from_core(core).finish_panicked();
+            }
+            Err(panicked(task.name(), &*panic))
+        }
     }
 }
 
-async fn run_async(intent: Intent) -> Result<(), BoxError> {
-    let scope = task_scope(&intent)?;
-    let (task, args) = intent.into_parts();
-    let name = task.name();
-    let result = match task.runner() {
-        Runner::Sync(run) => std::panic::catch_unwind(AssertUnwindSafe(|| scope.run(|| run(args))))
-            .map_err(|p| panic_message(&*p)),
+async fn run_async(intent: Intent, limit: u32) -> Result<(), BoxError> {
+    let (task, runner) = (intent.task(), intent.task().runner());
+    match runner {
+        Runner::Sync(_) => run_sync(intent, limit),
         Runner::Async(run) => {
+            let scope = task_scope(&intent, limit)?;
+            let (_, args) = intent.into_parts();
             CatchUnwind {
                 future: scope.run_async(run(args)),
             }
             .await
+            .unwrap_or_else(|panic| Err(panicked(task.name(), &*panic)))
         }
-    };
-    result.unwrap_or_else(|message| Err(format!("task `{name}` panicked: {message}").into()))
+    }
 }
 
 pin_project! {
-    /// Turns a panic while polling into an `Err` carrying the panic message.
+    /// Turns a panic while polling into an `Err` carrying the panic payload.
     struct CatchUnwind<F> {
         #[pin]
         future: F,
@@ -128,14 +141,14 @@ pin_project! {
 }
 
 impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, String>;
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let future = self.project().future;
         match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic_message(&*panic))),
+            Err(panic) => Poll::Ready(Err(panic)),
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum PolicySource {
 #[derive(Debug)]
 pub(crate) struct PolicyLink {
     pub(crate) policy: Arc<dyn Policy>,
+    /// `policy.name()`, computed once: reports name the policy per intent.
+    pub(crate) name: Arc<str>,
     pub(crate) source: PolicySource,
     next: Option<Arc<PolicyLink>>,
 }
@@ -40,6 +42,7 @@ impl PolicyLink {
         policies.iter().rev().fold(next, |next, policy| {
             Some(Arc::new(PolicyLink {
                 policy: Arc::clone(policy),
+                name: policy.name().into(),
                 source: source.clone(),
                 next,
             }))

@@ -55,10 +55,11 @@ impl fmt::Debug for ActiveScope {
 
 impl ActiveScope {
     pub(crate) fn start(settings: Scope) -> Self {
-        ActiveScope {
-            core: ScopeCore::start(settings),
-            ended: false,
-        }
+        Self::from_core(ScopeCore::start(settings))
+    }
+
+    pub(crate) fn from_core(core: Arc<ScopeCore>) -> Self {
+        ActiveScope { core, ended: false }
     }
 
     /// The scope's identity.
@@ -188,6 +189,18 @@ impl ActiveScope {
 
     /// Ends the scope for a body that returned `output`, and folds a flush
     /// error into it.
+    /// Ends the scope for a body that panicked: flushes if the behaviour says
+    /// so (outside the unwind: the caller caught the panic), else discards.
+    pub(crate) fn finish_panicked(self) {
+        if self.should_flush(Outcome::Panic) {
+            if let Err(error) = self.flush() {
+                tracing::error!(target: "airlock::scope", %error, "flush after a panic failed");
+            }
+        } else {
+            self.discard_with(DiscardReason::Panic);
+        }
+    }
+
     pub(crate) fn finish<R: ScopeOutput>(self, output: R) -> R {
         let outcome = if output.is_success() {
             Outcome::Success
@@ -295,7 +308,7 @@ impl ScopeHandle {
 
     /// One record per intent: buffered ones while the scope is open, and what
     /// became of each once it has ended.
-    pub fn records(&self) -> Vec<IntentRecord> {
+    pub fn records(&self) -> Arc<[IntentRecord]> {
         let state = self.0.state();
         if state.phase == ScopePhase::Open {
             state
@@ -305,7 +318,7 @@ impl ScopeHandle {
                 .map(|i| IntentRecord::of(i, &self.0.info, crate::flush::Fate::Buffered))
                 .collect()
         } else {
-            state.records.clone()
+            Arc::clone(&state.records)
         }
     }
 

@@ -34,7 +34,7 @@ pub(crate) struct ScopeState {
     pub(crate) phase: ScopePhase,
     pub(crate) buffer: Buffer,
     /// What became of each intent, filled when the scope ends.
-    pub(crate) records: Vec<IntentRecord>,
+    pub(crate) records: Arc<[IntentRecord]>,
     pub(crate) discard_reason: Option<DiscardReason>,
 }
 
@@ -93,7 +93,7 @@ impl ScopeCore {
             state: Mutex::new(ScopeState {
                 phase: ScopePhase::Open,
                 buffer: Buffer::default(),
-                records: Vec::new(),
+                records: Arc::from([]),
                 discard_reason: None,
             }),
         })
@@ -167,17 +167,20 @@ impl ScopeCore {
         Ok(state.buffer.take())
     }
 
-    /// Records the final phase and what became of each intent.
+    /// Records the final phase and what became of each intent; returns the
+    /// records, shared with the scope (reports and handles read the same copy).
     pub(crate) fn end(
         &self,
         phase: ScopePhase,
         records: Vec<IntentRecord>,
         reason: Option<DiscardReason>,
-    ) {
+    ) -> Arc<[IntentRecord]> {
+        let records: Arc<[IntentRecord]> = records.into();
         let mut state = self.state();
         self.set_phase(&mut state, phase);
-        state.records = records;
+        state.records = Arc::clone(&records);
         state.discard_reason = reason;
+        records
     }
 
     /// Iterates this scope's ancestors, nearest first.

@@ -26,6 +26,7 @@ mod future;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,12 +41,13 @@ use crate::policy::Policy;
 
 /// A process-unique scope identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ScopeId(u64);
+pub struct ScopeId(NonZeroU64);
 
 impl ScopeId {
     fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        ScopeId(NEXT.fetch_add(1, Ordering::Relaxed))
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        ScopeId(NonZeroU64::new(id).expect("scope ids start at 1 and do not wrap"))
     }
 }
 
@@ -278,13 +280,7 @@ impl Scope {
         match output {
             Ok(output) => active.finish(output),
             Err(panic) => {
-                if active.should_flush(Outcome::Panic) {
-                    if let Err(error) = active.flush() {
-                        tracing::error!(target: "airlock::scope", %error, "flush after a panic failed");
-                    }
-                } else {
-                    active.discard_with(DiscardReason::Panic);
-                }
+                active.finish_panicked();
                 std::panic::resume_unwind(panic)
             }
         }
