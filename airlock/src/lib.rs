@@ -73,6 +73,32 @@
 //! fn no_result() {} // error: a scope body must return `Result<T, E>`
 //! ```
 //!
+//! # Where airlock differs from airlock-py, on purpose
+//! * **A nested scope's policy keeps applying** to the intents it hands to its
+//!   parent: a `DropAll` scope inside a request scope is still a dry run. The
+//!   report names the dropping policy and the scope it belongs to.
+//! * **A local block that rejects at enqueue rejects at enqueue**
+//!   (`with_policy(AssertNoEffects, ..)`, a rejecting `BlockTasks`), exactly as
+//!   the same policy does on a scope, instead of dropping silently at flush.
+//!   A detached scope opened inside such a block is still under it.
+//! * **Tasks run in process run inside their own scope**, exactly as a queue
+//!   worker runs them, so a task that enqueues behaves the same in process and
+//!   on a queue, and a re-entrant cascade can be stopped with `BlockTasks` (or
+//!   hits [`Config::max_cascade_depth`] with an error naming the task).
+//! * **Flush has two passes**: every intent is filtered before any is
+//!   dispatched, so a policy that panics dispatches nothing
+//!   ([`Error::PolicyPanicked`]).
+//! * **An ended scope keeps its story**: [`ScopeHandle::records`] and the
+//!   [`FlushReport`] say what became of every intent (dispatched, dropped and
+//!   by which policy, captured and by whom, failed, not attempted, discarded
+//!   and why); a failed dispatch hands the never-attempted intents back.
+//! * **Cancellation discards**: an async scope whose future is dropped before
+//!   completing discards its intents ([`DiscardReason::Cancelled`]).
+//! * **Ending twice does not compile**: `flush`, `discard` and friends consume
+//!   the [`ActiveScope`], and an [`EnterGuard`](scope::EnterGuard) borrows it,
+//!   so a scope cannot end while entered or end twice. Enqueueing into an ended
+//!   scope through a handle is [`Error::ScopeClosed`].
+//!
 //! # Tasks in another crate
 //! `inventory` registers a task only if its crate is linked. If a binary never
 //! names anything from the crate defining its tasks (e.g. a worker that runs
