@@ -404,81 +404,86 @@ pub(crate) fn prepare(core: &Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
     if core.parent.is_some() {
         let mut candidates = Vec::new();
         route_to_ancestors(core, intents, &mut records, &mut candidates)?;
-        filter(core, records, candidates.len(), candidates.into_iter())
+        let (indices, intents) = candidates.into_iter().unzip();
+        filter(core, records, intents, indices)
     } else {
         records.extend(
             intents
                 .iter()
                 .map(|intent| IntentRecord::of(intent, info, Fate::Buffered)),
         );
-        let count = intents.len();
-        filter(core, records, count, intents.into_iter().enumerate())
+        let indices = (0..intents.len()).collect();
+        filter(core, records, intents, indices)
     }
 }
 
-/// Pass 1 of 2: asks every policy about every candidate (`(record index,
-/// intent)`) before anything is dispatched; keeps the survivors.
+/// Pass 1 of 2: asks every policy about every candidate before anything is
+/// dispatched, and keeps the survivors (in place: no second buffer).
+/// `indices[k]` is the record of `intents[k]`.
 fn filter(
     core: &Arc<ScopeCore>,
     mut records: Vec<IntentRecord>,
-    count: usize,
-    candidates: impl Iterator<Item = (usize, Intent)>,
+    mut intents: Vec<Intent>,
+    mut indices: Vec<usize>,
 ) -> Result<PreparedFlush, Error> {
-    let mut survivors = Vec::with_capacity(count);
-    let mut survivor_records = Vec::with_capacity(count);
-    let filtered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+    let verdicts = std::panic::catch_unwind(AssertUnwindSafe(|| {
         in_policy(|| {
-            for (i, intent) in candidates {
-                match PolicyLink::first_refusal(intent.chain.as_ref(), &intent) {
-                    Some(link) => {
-                        tracing::debug!(
-                            target: "airlock::policy",
-                            intent = %intent,
-                            policy = %link.name,
-                            "intent dropped by policy"
-                        );
-                        records[i].fate = Fate::Dropped {
-                            policy: Arc::clone(&link.name),
-                            source: link.source.clone(),
-                        };
-                    }
-                    None => {
-                        survivors.push(intent);
-                        survivor_records.push(i);
-                    }
-                }
-            }
+            intents
+                .iter()
+                .map(|intent| PolicyLink::first_refusal(intent.chain.as_ref(), intent))
+                .collect::<Vec<Option<&PolicyLink>>>()
         })
     }));
-    if let Err(panic) = filtered {
-        let info = &core.info;
-        let message = panic_message(&*panic);
-        let reason = DiscardReason::PolicyPanicked(message.clone());
-        let mut lost = 0;
-        for record in &mut records {
-            if matches!(record.fate, Fate::Buffered) {
-                record.fate = Fate::Discarded(reason.clone());
-                lost += 1;
+    let verdicts = match verdicts {
+        Ok(verdicts) => verdicts,
+        Err(panic) => {
+            let info = &core.info;
+            let message = panic_message(&*panic);
+            let reason = DiscardReason::PolicyPanicked(message.clone());
+            for &i in &indices {
+                records[i].fate = Fate::Discarded(reason.clone());
+            }
+            tracing::error!(
+                target: "airlock::flush",
+                scope = %info,
+                lost = indices.len(),
+                %message,
+                "a policy panicked while filtering; nothing was dispatched"
+            );
+            core.end(ScopePhase::Discarded, records, Some(reason));
+            return Err(Error::PolicyPanicked {
+                scope: info.clone(),
+                message,
+            });
+        }
+    };
+    if verdicts.iter().any(Option::is_some) {
+        let mut keep = Vec::with_capacity(verdicts.len());
+        for (k, verdict) in verdicts.into_iter().enumerate() {
+            keep.push(verdict.is_none());
+            if let Some(link) = verdict {
+                tracing::debug!(
+                    target: "airlock::policy",
+                    intent = %intents[k],
+                    policy = %link.name,
+                    "intent dropped by policy"
+                );
+                records[indices[k]].fate = Fate::Dropped {
+                    policy: Arc::clone(&link.name),
+                    source: link.source.clone(),
+                };
             }
         }
-        tracing::error!(
-            target: "airlock::flush",
-            scope = %info,
-            lost,
-            %message,
-            "a policy panicked while filtering; nothing was dispatched"
-        );
-        core.end(ScopePhase::Discarded, records, Some(reason));
-        return Err(Error::PolicyPanicked {
-            scope: info.clone(),
-            message,
-        });
+        let mut kept = keep.iter();
+        intents.retain(|_| *kept.next().expect("one verdict per intent"));
+        let mut kept = keep.iter();
+        indices.retain(|_| *kept.next().expect("one verdict per intent"));
     }
     Ok(PreparedFlush {
         core: Arc::clone(core),
         records,
-        survivors,
-        survivor_records,
+        survivors: intents,
+        survivor_records: indices,
         in_flight: Vec::new(),
         finished: false,
     })
@@ -600,4 +605,14 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-string panic payload".to_owned())
+}
+#[cfg(test)]
+mod tests {
+    /// Every buffered intent and every record costs this much memory; keep
+    /// them from growing by accident (a field added inline instead of boxed).
+    #[test]
+    fn buffered_intents_and_records_stay_small() {
+        assert!(std::mem::size_of::<crate::Intent>() <= 72);
+        assert!(std::mem::size_of::<super::IntentRecord>() <= 80);
+    }
 }

@@ -130,7 +130,11 @@ impl ScopeCore {
 
     /// Appends an intent that already passed `on_enqueue`.
     pub(crate) fn push(&self, intent: Intent) -> Result<IntentId, Error> {
-        let mut state = self.state();
+        // `enqueue` already refused if this thread holds the scope's intents.
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.phase != ScopePhase::Open {
             return Err(Error::ScopeClosed {
                 task: intent.name(),
