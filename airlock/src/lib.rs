@@ -137,8 +137,12 @@ pub mod __private;
 /// * an implementation of [`Task`], whose `Args` struct has one public field per parameter.
 ///
 /// The function stays callable directly. Options: `name = "stable.name"`
-/// (default: the function name). `#[serde(..)]` attributes on a parameter
-/// apply to its field in the serialized arguments.
+/// (default: the function name). `#[serde(rename = "..")]`, `alias` and
+/// `default` on a parameter apply to its field in the serialized arguments.
+///
+/// A task is a free function at module level (not a method). Its handle type
+/// shares its name, so an intra-doc link to the function is written
+/// ``[`my_task()`]`` or ``[`fn@my_task`]``.
 ///
 /// ```compile_fail
 /// #[airlock::task]
