@@ -107,6 +107,26 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A payload is not an airlock envelope, or a malformed one.
+    #[error("{reason}")]
+    Envelope {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An envelope was written in a format version this build does not read.
+    #[error(
+        "the job is an airlock envelope of version {found}, but this worker reads version \
+         {supported}: deploy the new airlock version to workers before producers, or drain \
+         the queue with the old workers"
+    )]
+    EnvelopeVersion {
+        /// The version the envelope carries.
+        found: u64,
+        /// The version this build reads.
+        supported: u32,
+    },
+
     /// Configuration was invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

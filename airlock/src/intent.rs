@@ -162,6 +162,10 @@ impl Intent {
         self.options.as_deref().unwrap_or(&DEFAULT)
     }
 
+    pub(crate) fn set_options(&mut self, options: DispatchOptions) {
+        self.options = (options != DispatchOptions::default()).then(|| Box::new(options));
+    }
+
     /// Where `enqueue` was called (recorded with `#[track_caller]`).
     pub fn origin(&self) -> &'static Location<'static> {
         self.origin

@@ -115,6 +115,7 @@ mod buffer;
 mod config;
 mod context;
 pub mod enqueue;
+pub mod envelope;
 mod error;
 pub mod executor;
 pub mod flush;

@@ -63,6 +63,16 @@ impl Executor for InProcess {
     }
 }
 
+/// Runs one intent exactly as [`InProcess`] (and a queue worker) does: in its
+/// own isolated scope, one cascade level deeper, with panics turned into
+/// errors. Sync tasks run inline; async tasks are awaited.
+///
+/// # Errors
+/// The task's own error, its panic message, or the cascade-limit error.
+pub async fn run_intent(intent: Intent) -> Result<(), BoxError> {
+    run_async(intent, config::current().max_cascade_depth).await
+}
+
 /// The scope a task runs in: outermost and isolated from everything around
 /// the flush (as on a worker), named after the task, one cascade level deeper.
 fn task_scope(intent: &Intent, limit: u32) -> Result<Scope, BoxError> {

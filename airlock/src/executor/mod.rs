@@ -9,7 +9,7 @@ mod in_process;
 
 use std::fmt;
 
-pub use in_process::InProcess;
+pub use in_process::{run_intent, InProcess};
 
 use crate::error::BoxError;
 use crate::intent::Intent;

@@ -1,0 +1,177 @@
+//! The wire envelope: round trips, version checks, and running decoded intents
+//! exactly as a queue worker would.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use airlock::envelope::{Envelope, ENVELOPE_VERSION};
+use airlock::testing::capture;
+use airlock::Error;
+use airlock_tests::{cascade, record, runs, tag};
+
+fn one_envelope(f: impl FnOnce() -> airlock::Result<()>) -> Envelope {
+    let captured = capture(f);
+    captured.value.expect("enqueue succeeds");
+    let [intent] = &captured.intents[..] else {
+        panic!("expected one intent, got {:?}", captured.intents);
+    };
+    Envelope::from_intent(intent, "01JD5Z6QK0000000000000000A").expect("encodes")
+}
+
+#[test]
+fn an_envelope_round_trips_through_json_and_runs_like_on_a_worker() {
+    let t = tag("envelope-roundtrip");
+    let envelope = one_envelope(|| record::enqueue(t.clone(), 7).map(drop));
+    assert_eq!(envelope.version, ENVELOPE_VERSION);
+    assert_eq!(envelope.task, "record");
+    assert_eq!(envelope.args, serde_json::json!({ "tag": t, "value": 7 }));
+    let origin = envelope.origin.clone().expect("origin recorded");
+    assert!(
+        origin.starts_with("airlock-tests/tests/envelope.rs:"),
+        "{origin}"
+    );
+
+    let bytes = envelope.to_json().unwrap();
+    let decoded = Envelope::from_json(&bytes).unwrap();
+    assert_eq!(decoded, envelope);
+
+    let intent = decoded.into_intent().unwrap();
+    assert_eq!(intent.args::<record>().unwrap().value, 7);
+    assert!(runs(&t).is_empty(), "decoding runs nothing");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(airlock::executor::run_intent(intent))
+        .unwrap();
+    assert_eq!(runs(&t), ["record(7)"]);
+}
+
+#[test]
+fn dispatch_options_survive_the_wire() {
+    let t = tag("envelope-options");
+    let run_at = UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
+    let envelope = one_envelope(|| {
+        record::intent(t.clone(), 1)
+            .delay(Duration::from_secs(60))
+            .run_at(run_at)
+            .queue("warehouse")
+            .priority(5)
+            .max_attempts(3)
+            .enqueue()
+            .map(drop)
+    });
+    let json: serde_json::Value = serde_json::from_slice(&envelope.to_json().unwrap()).unwrap();
+    assert_eq!(
+        json["options"],
+        serde_json::json!({
+            "delay_ms": 60_000,
+            "run_at_ms": 1_900_000_000_123_u64,
+            "queue": "warehouse",
+            "priority": 5,
+            "max_attempts": 3
+        })
+    );
+    let intent = envelope.into_intent().unwrap();
+    let options = intent.options();
+    assert_eq!(options.delay, Some(Duration::from_secs(60)));
+    assert_eq!(options.run_at, Some(run_at));
+    assert_eq!(options.queue.as_deref(), Some("warehouse"));
+    assert_eq!((options.priority, options.max_attempts), (Some(5), Some(3)));
+}
+
+#[test]
+fn an_envelope_without_options_stays_small() {
+    let t = tag("envelope-small");
+    let envelope = one_envelope(|| record::enqueue(t.clone(), 1).map(drop));
+    let json: serde_json::Value = serde_json::from_slice(&envelope.to_json().unwrap()).unwrap();
+    assert!(json.get("options").is_none(), "{json}");
+}
+
+#[test]
+fn a_newer_envelope_version_is_refused_with_what_to_do() {
+    let payload = serde_json::json!({ "v": 2, "id": "x", "task": "record", "args": {} });
+    let error = Envelope::from_json(payload.to_string().as_bytes()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::EnvelopeVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("version 2") && message.contains("deploy"),
+        "{message}"
+    );
+}
+
+#[test]
+fn payloads_that_are_not_envelopes_are_refused_clearly() {
+    for (payload, expected) in [
+        (&b"not json"[..], "not JSON"),
+        (&br#"{"task":"record"}"#[..], "no version field `v`"),
+        (&br#"{"v":"one"}"#[..], "must be a number"),
+        (&br#"{"v":1,"task":"record"}"#[..], "malformed envelope"),
+    ] {
+        let error = Envelope::from_json(payload).unwrap_err();
+        assert!(matches!(error, Error::Envelope { .. }), "{error:?}");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}
+
+#[test]
+fn an_unknown_task_name_lists_the_registered_ones() {
+    let payload = serde_json::json!({ "v": 1, "id": "x", "task": "recrod", "args": {} });
+    let error = Envelope::from_json(payload.to_string().as_bytes())
+        .unwrap()
+        .into_intent()
+        .unwrap_err();
+    let Error::UnknownTask(unknown) = &error else {
+        panic!("expected UnknownTask, got {error:?}");
+    };
+    assert_eq!(
+        unknown.suggestions.first().map(String::as_str),
+        Some("record")
+    );
+    assert!(unknown.known.iter().any(|k| k == "warehouse.notify"));
+}
+
+#[test]
+fn undecodable_arguments_name_the_task() {
+    let payload = serde_json::json!({ "v": 1, "id": "x", "task": "record", "args": { "tag": 5 } });
+    let error = Envelope::from_json(payload.to_string().as_bytes())
+        .unwrap()
+        .into_intent()
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Decode { task: "record", .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn the_cascade_depth_travels_so_a_runaway_cascade_stops_across_processes() {
+    let t = tag("envelope-depth");
+    let mut envelope = one_envelope(|| cascade::enqueue(t.clone(), 5).map(drop));
+    // As if 31 task executions had already led here (the default limit is 32).
+    envelope.cascade_depth = 31;
+    let intent = Envelope::from_json(&envelope.to_json().unwrap())
+        .unwrap()
+        .into_intent()
+        .unwrap();
+    assert_eq!(intent.cascade_depth(), 31);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let error = runtime
+        .block_on(airlock::executor::run_intent(intent))
+        .unwrap_err()
+        .to_string();
+    // Depth 32 runs; the intent it enqueues would be 33 levels deep.
+    assert_eq!(runs(&t), ["cascade(5)"]);
+    assert!(error.contains("levels deep"), "{error}");
+}

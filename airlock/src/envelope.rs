@@ -1,0 +1,192 @@
+//! The envelope: an intent as it leaves the process, e.g. for a job queue.
+//!
+//! The only place task arguments are serialized. An envelope is versioned so a
+//! worker that meets a format it does not understand refuses the job with a
+//! clear error instead of misreading it.
+//!
+//! ```
+//! use airlock::envelope::Envelope;
+//! # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
+//!
+//! let captured = airlock::testing::capture(|| send_email::enqueue(7));
+//! let envelope = Envelope::from_intent(&captured.intents[0], "01JD0000000000000000000000")?;
+//! let bytes = envelope.to_json()?;
+//! // ... on a worker:
+//! let intent = Envelope::from_json(&bytes)?.into_intent()?;
+//! assert_eq!(intent.args::<send_email>().unwrap().user_id, 7);
+//! # Ok::<(), airlock::Error>(())
+//! ```
+
+use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::intent::{DispatchOptions, Intent};
+use crate::registry::registry;
+
+/// The envelope format this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// An intent on the wire: `{"v":1,"id":..,"task":..,"args":{..},..}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Envelope {
+    /// The format version ([`ENVELOPE_VERSION`]).
+    #[serde(rename = "v")]
+    pub version: u32,
+    /// A unique id for this dispatch of the intent (queues use it to
+    /// deduplicate; the apalis backends need a ULID).
+    pub id: String,
+    /// The registered task name.
+    pub task: String,
+    /// The arguments, a JSON object keyed by parameter name.
+    pub args: serde_json::Value,
+    /// How to dispatch it.
+    #[serde(default, skip_serializing_if = "WireOptions::is_empty")]
+    pub options: WireOptions,
+    /// Where it was enqueued (`file:line:column`), for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// How many task executions led to it (0: enqueued by ordinary code).
+    #[serde(default)]
+    pub cascade_depth: u32,
+}
+
+/// [`DispatchOptions`] in wire form: durations and instants in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WireOptions {
+    /// Delay before running, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Earliest run time, in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at_ms: Option<u64>,
+    /// The queue to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Higher runs earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Attempts allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+impl WireOptions {
+    fn is_empty(&self) -> bool {
+        self == &WireOptions::default()
+    }
+
+    fn from_options(options: &DispatchOptions) -> Self {
+        WireOptions {
+            delay_ms: options.delay.map(saturating_ms),
+            run_at_ms: options
+                .run_at
+                .map(|at| saturating_ms(at.duration_since(UNIX_EPOCH).unwrap_or_default())),
+            queue: options.queue.as_ref().map(|q| q.to_string()),
+            priority: options.priority,
+            max_attempts: options.max_attempts,
+        }
+    }
+
+    fn into_options(self) -> DispatchOptions {
+        DispatchOptions {
+            delay: self.delay_ms.map(Duration::from_millis),
+            run_at: self
+                .run_at_ms
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            queue: self.queue.map(Cow::Owned),
+            priority: self.priority,
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+fn saturating_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Envelope {
+    /// Serializes `intent`'s arguments and options into an envelope with `id`.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if an argument fails to serialize.
+    pub fn from_intent(intent: &Intent, id: impl Into<String>) -> Result<Self, Error> {
+        Ok(Envelope {
+            version: ENVELOPE_VERSION,
+            id: id.into(),
+            task: intent.name().to_owned(),
+            args: intent.args_json()?,
+            options: WireOptions::from_options(intent.options()),
+            origin: Some(intent.origin().to_string()),
+            cascade_depth: intent.cascade_depth(),
+        })
+    }
+
+    /// The envelope as JSON bytes.
+    ///
+    /// # Errors
+    /// [`Error::Envelope`] in the unlikely case the JSON writer fails.
+    pub fn to_json(&self) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(self).map_err(|e| Error::Envelope {
+            reason: format!("cannot write the envelope: {e}"),
+        })
+    }
+
+    /// Reads an envelope, checking its version before anything else.
+    ///
+    /// # Errors
+    /// [`Error::EnvelopeVersion`] for a version this build does not read;
+    /// [`Error::Envelope`] for bytes that are not an airlock envelope.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::Envelope {
+                reason: format!("the payload is not JSON: {e}"),
+            })?;
+        Self::from_value(value)
+    }
+
+    /// Like [`from_json`](Self::from_json), from an already parsed value.
+    ///
+    /// # Errors
+    /// As [`from_json`](Self::from_json).
+    pub fn from_value(value: serde_json::Value) -> Result<Self, Error> {
+        let version = match value.get("v") {
+            Some(v) => v.as_u64().ok_or_else(|| Error::Envelope {
+                reason: format!("the envelope version `v` must be a number, found {v}"),
+            })?,
+            None => {
+                return Err(Error::Envelope {
+                    reason: "not an airlock envelope: it has no version field `v`".to_owned(),
+                })
+            }
+        };
+        if version != u64::from(ENVELOPE_VERSION) {
+            return Err(Error::EnvelopeVersion {
+                found: version,
+                supported: ENVELOPE_VERSION,
+            });
+        }
+        serde_json::from_value(value).map_err(|e| Error::Envelope {
+            reason: format!("malformed envelope: {e}"),
+        })
+    }
+
+    /// Looks the task up in the registry and decodes the arguments.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTask`] (listing the registered names) or
+    /// [`Error::Decode`] (naming the task) when the arguments do not fit.
+    #[track_caller]
+    pub fn into_intent(self) -> Result<Intent, Error> {
+        let task = registry().get(&self.task)?;
+        let args = task.decode_args(self.args)?;
+        let mut intent = Intent::from_decoded(task, args);
+        intent.set_options(self.options.into_options());
+        intent.cascade_depth = self.cascade_depth;
+        Ok(intent)
+    }
+}
