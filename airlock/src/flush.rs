@@ -121,7 +121,7 @@ pub struct FlushReport {
     /// The scope.
     pub scope: ScopeInfo,
     /// One record per intent, in FIFO order (shared with the scope).
-    pub records: Arc<[IntentRecord]>,
+    pub records: Arc<Vec<IntentRecord>>,
 }
 
 impl FlushReport {

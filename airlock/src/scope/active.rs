@@ -308,7 +308,7 @@ impl ScopeHandle {
 
     /// One record per intent: buffered ones while the scope is open, and what
     /// became of each once it has ended.
-    pub fn records(&self) -> Arc<[IntentRecord]> {
+    pub fn records(&self) -> Arc<Vec<IntentRecord>> {
         let state = self.0.state();
         if state.phase == ScopePhase::Open {
             state
@@ -316,7 +316,8 @@ impl ScopeHandle {
                 .as_slice()
                 .iter()
                 .map(|i| IntentRecord::of(i, &self.0.info, crate::flush::Fate::Buffered))
-                .collect()
+                .collect::<Vec<_>>()
+                .into()
         } else {
             Arc::clone(&state.records)
         }

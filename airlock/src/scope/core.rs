@@ -34,7 +34,7 @@ pub(crate) struct ScopeState {
     pub(crate) phase: ScopePhase,
     pub(crate) buffer: Buffer,
     /// What became of each intent, filled when the scope ends.
-    pub(crate) records: Arc<[IntentRecord]>,
+    pub(crate) records: Arc<Vec<IntentRecord>>,
     pub(crate) discard_reason: Option<DiscardReason>,
 }
 
@@ -93,7 +93,7 @@ impl ScopeCore {
             state: Mutex::new(ScopeState {
                 phase: ScopePhase::Open,
                 buffer: Buffer::default(),
-                records: Arc::from([]),
+                records: Arc::default(),
                 discard_reason: None,
             }),
         })
@@ -178,8 +178,9 @@ impl ScopeCore {
         phase: ScopePhase,
         records: Vec<IntentRecord>,
         reason: Option<DiscardReason>,
-    ) -> Arc<[IntentRecord]> {
-        let records: Arc<[IntentRecord]> = records.into();
+    ) -> Arc<Vec<IntentRecord>> {
+        // Shared without copying: reports and handles read the same vector.
+        let records = Arc::new(records);
         let mut state = self.state();
         self.set_phase(&mut state, phase);
         state.records = Arc::clone(&records);

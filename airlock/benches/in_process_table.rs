@@ -1,0 +1,271 @@
+//! The in-process suite as one quick table: ns per intent for airlock and, in
+//! the same run, for the floor (a `Vec<Box<dyn FnOnce()>>` pushed then called)
+//! and for direct calls; plus bytes allocated per buffered intent.
+//!
+//! Run: `cargo bench -p airlock --bench in_process_table`
+//! (`AIRLOCK_BENCH_ROUNDS=N` repeats each measurement N times and keeps the
+//! fastest; the default is 5).
+//!
+//! For statistically careful numbers use the criterion suite
+//! (`cargo bench -p airlock --bench enqueue_flush`); this one trades rigour
+//! for a readable overview in a few seconds.
+
+#![allow(missing_docs)]
+
+use std::alloc::System;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use airlock::{BlockTasks, DropAll, Scope};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+// Counts bytes requested from the allocator, to measure memory per intent
+// (a vetted wrapper: this workspace forbids `unsafe` in its own code).
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn allocated() -> usize {
+    GLOBAL.stats().bytes_allocated
+}
+
+static SINK: AtomicU64 = AtomicU64::new(0);
+
+#[airlock::task]
+fn bump(value: u64) {
+    SINK.fetch_add(black_box(value), Ordering::Relaxed);
+}
+
+#[airlock::task]
+fn skipped(value: u64) {
+    SINK.fetch_add(black_box(value), Ordering::Relaxed);
+}
+
+fn rounds() -> usize {
+    std::env::var("AIRLOCK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Fastest of `rounds()` runs of `f`, in ns per `per` items.
+fn ns_per(per: u64, mut f: impl FnMut()) -> f64 {
+    f(); // warm up
+    (0..rounds())
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_nanos() as f64 / per as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn floor(n: u64) {
+    let mut buffer: Vec<Box<dyn FnOnce()>> = Vec::new();
+    for i in 0..n {
+        let value = black_box(i);
+        buffer.push(Box::new(move || bump(value)));
+    }
+    for effect in buffer {
+        effect();
+    }
+}
+
+fn direct(n: u64) {
+    for i in 0..n {
+        bump(black_box(i));
+    }
+}
+
+fn in_process(n: u64) {
+    airlock::scope(|| {
+        for i in 0..n {
+            bump::enqueue(black_box(i))?;
+        }
+        Ok::<(), airlock::Error>(())
+    })
+    .expect("flush succeeds");
+}
+
+fn drop_all(n: u64) {
+    Scope::new()
+        .policy(DropAll)
+        .run(|| {
+            for i in 0..n {
+                bump::enqueue(black_box(i))?;
+            }
+            Ok::<(), airlock::Error>(())
+        })
+        .expect("flush succeeds");
+}
+
+fn block_half(n: u64) {
+    Scope::new()
+        .policy(BlockTasks::of(&[skipped::TASK]))
+        .run(|| {
+            for i in 0..n {
+                if i % 2 == 0 {
+                    bump::enqueue(black_box(i))?;
+                } else {
+                    skipped::enqueue(black_box(i))?;
+                }
+            }
+            Ok::<(), airlock::Error>(())
+        })
+        .expect("flush succeeds");
+}
+
+fn many_scopes(scopes: u64, per_scope: u64) {
+    for _ in 0..scopes {
+        in_process(per_scope);
+    }
+}
+
+fn nested(depth: u32, n: u64) {
+    if depth == 0 {
+        for i in 0..n {
+            bump::enqueue(black_box(i)).expect("inside a scope");
+        }
+        return;
+    }
+    airlock::scope(|| {
+        nested(depth - 1, n);
+        Ok::<(), airlock::Error>(())
+    })
+    .expect("flush succeeds");
+}
+
+/// Polls `future` to completion on this thread (the futures here never wait
+/// on I/O; they yield to count polls).
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+/// A future that is pending `polls - 1` times, then ready.
+async fn yield_times(polls: u64) {
+    let mut left = polls;
+    std::future::poll_fn(|_| {
+        left -= 1;
+        if left == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+fn bytes_per_buffered_intent(n: u64) -> f64 {
+    let active = Scope::new().start();
+    let before = allocated();
+    active.in_scope(|| {
+        for i in 0..n {
+            bump::enqueue(black_box(i)).expect("inside a scope");
+        }
+    });
+    let after = allocated();
+    drop(active.into_intents());
+    (after - before) as f64 / n as f64
+}
+
+fn bytes_per_boxed_closure(n: u64) -> f64 {
+    let before = allocated();
+    let mut buffer: Vec<Box<dyn FnOnce()>> = Vec::new();
+    for i in 0..n {
+        let value = black_box(i);
+        buffer.push(Box::new(move || bump(value)));
+    }
+    let after = allocated();
+    drop(black_box(buffer));
+    (after - before) as f64 / n as f64
+}
+
+fn row(workload: &str, airlock_ns: f64, floor_ns: f64, direct_ns: f64) {
+    println!(
+        "| {workload:<44} | {airlock_ns:>9.1} | {floor_ns:>9.1} | {:>6.1}x | {direct_ns:>7.1} |",
+        airlock_ns / floor_ns
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs bench targets with `--bench` absent; keep that cheap.
+    if !std::env::args().any(|a| a == "--bench") {
+        in_process(10);
+        return;
+    }
+    println!("| workload (ns per intent)                     |   airlock |     floor |  ratio |  direct |");
+    println!("| -------------------------------------------- | --------: | --------: | -----: | ------: |");
+    for n in [1_000_u64, 100_000, 1_000_000] {
+        let f = ns_per(n, || floor(n));
+        let d = ns_per(n, || direct(n));
+        row(
+            &format!("enqueue + flush, in-process, N = {n}"),
+            ns_per(n, || in_process(n)),
+            f,
+            d,
+        );
+        row(
+            &format!("enqueue + flush, DropAll, N = {n}"),
+            ns_per(n, || drop_all(n)),
+            f,
+            d,
+        );
+        row(
+            &format!("enqueue + flush, BlockTasks half, N = {n}"),
+            ns_per(n, || block_half(n)),
+            f,
+            d,
+        );
+    }
+    let f = ns_per(100_000, || {
+        for _ in 0..10_000 {
+            floor(10);
+        }
+    });
+    let d = ns_per(100_000, || direct(100_000));
+    row(
+        "10,000 scopes x 10 intents",
+        ns_per(100_000, || many_scopes(10_000, 10)),
+        f,
+        d,
+    );
+    let f = ns_per(1_000, || floor(1_000));
+    let d = ns_per(1_000, || direct(1_000));
+    for depth in [1_u32, 10] {
+        row(
+            &format!("nesting depth {depth}, 1,000 intents innermost"),
+            ns_per(1_000, || nested(depth, 1_000)),
+            f,
+            d,
+        );
+    }
+
+    let polls = 1_000_u64;
+    let plain = ns_per(polls, || block_on(yield_times(polls)));
+    let scoped = ns_per(polls, || {
+        block_on(airlock::scope_async(async {
+            yield_times(polls).await;
+            Ok::<(), airlock::Error>(())
+        }))
+        .expect("flush succeeds");
+    });
+    println!();
+    println!(
+        "async scope overhead per poll: {:.1} ns ({scoped:.1} ns scoped vs {plain:.1} ns plain)",
+        scoped - plain
+    );
+    println!(
+        "memory per buffered intent: {:.1} bytes allocated (floor: {:.1} bytes per boxed closure)",
+        bytes_per_buffered_intent(100_000),
+        bytes_per_boxed_closure(100_000)
+    );
+}
