@@ -73,6 +73,17 @@
 //! fn no_result() {} // error: a scope body must return `Result<T, E>`
 //! ```
 //!
+//! # Queues (cargo features)
+//! * `apalis-sqlite`: [`queue::SqliteQueue`], an executor that writes each
+//!   flush into an embedded, file-backed [apalis](https://docs.rs/apalis) SQLite
+//!   queue in one transaction (jobs carry a versioned
+//!   [`envelope::Envelope`] with a ULID id), and [`worker::handle`], the apalis
+//!   handler that runs jobs by task name in their own scope. Jobs that can
+//!   never succeed (not an envelope, unknown task, undecodable arguments, a
+//!   newer envelope version) are aborted, not retried; task errors and panics
+//!   fail the job for the queue to retry up to its `max_attempts`
+//!   ([`queue::DEFAULT_MAX_ATTEMPTS`] unless the intent says otherwise).
+//!
 //! # Where airlock differs from airlock-py, on purpose
 //! * **A nested scope's policy keeps applying** to the intents it hands to its
 //!   parent: a `DropAll` scope inside a request scope is still a dry run. The
@@ -121,10 +132,14 @@ pub mod executor;
 pub mod flush;
 mod intent;
 pub mod policy;
+#[cfg(feature = "apalis-sqlite")]
+pub mod queue;
 mod registry;
 pub mod scope;
 mod task;
 pub mod testing;
+#[cfg(feature = "apalis-sqlite")]
+pub mod worker;
 
 #[doc(hidden)]
 pub mod __private;

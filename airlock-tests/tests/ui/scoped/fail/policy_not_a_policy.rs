@@ -1,6 +1,0 @@
-#[airlock::scoped(policy = 5)]
-fn checkout() -> airlock::Result<()> {
-    Ok(())
-}
-
-fn main() {}

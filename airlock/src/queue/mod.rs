@@ -1,0 +1,54 @@
+//! Dispatch to a job queue that other processes (or machines) consume.
+//!
+//! An intent leaves the process as an [`Envelope`]
+//! inside an apalis task whose id is a fresh ULID (the apalis SQL backends
+//! require one) and whose attempts, priority and schedule mirror the intent's
+//! [`DispatchOptions`](crate::DispatchOptions). A worker reads the envelope and
+//! runs the task by name ([`worker`](crate::worker)).
+//!
+//! Backends, each behind its own cargo feature:
+//! * `apalis-sqlite`: [`SqliteQueue`], an embedded file-backed queue.
+
+#[cfg(feature = "apalis-sqlite")]
+mod sqlite;
+
+#[cfg(feature = "apalis-sqlite")]
+pub use sqlite::SqliteQueue;
+
+/// The apalis crates airlock is built against, so workers use the same versions.
+pub use apalis;
+#[cfg(feature = "apalis-sqlite")]
+pub use apalis_sqlite;
+
+use apalis::prelude::{Task, TaskBuilder, TaskId};
+
+use crate::envelope::Envelope;
+use crate::error::Error;
+use crate::intent::Intent;
+
+/// The queue name airlock uses unless told otherwise (apalis would default to
+/// a Rust type name).
+pub const DEFAULT_QUEUE: &str = "airlock";
+
+/// Attempts a queue makes when the intent does not say (apalis defaults to 25).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Builds the apalis task carrying `intent`: envelope as JSON, ULID id,
+/// attempts, priority and schedule from the intent's options.
+pub(crate) fn to_task(intent: &Intent) -> Result<Task<Vec<u8>>, Error> {
+    let id = ulid::Ulid::generate();
+    let payload = Envelope::from_intent(intent, id.to_string())?.to_json()?;
+    let options = intent.options();
+    let mut builder = TaskBuilder::new(payload)
+        .task_id(TaskId::from_ulid(id))
+        .max_attempts(options.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS) as usize)
+        // apalis priorities are unsigned (higher first): negative ones run last.
+        .priority(options.priority.unwrap_or(0).max(0) as usize);
+    if let Some(at) = options.run_at {
+        builder = builder.run_at_time(at);
+    }
+    if let Some(delay) = options.delay {
+        builder = builder.run_after(delay);
+    }
+    Ok(builder.build())
+}
