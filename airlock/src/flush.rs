@@ -577,26 +577,35 @@ pub(crate) fn discard(core: &ScopeCore, reason: DiscardReason) -> FlushReport {
         }
         state.buffer.take()
     };
-    let records: Vec<IntentRecord> = intents
-        .iter()
-        .map(|intent| IntentRecord::of(intent, &core.info, Fate::Discarded(reason.clone())))
-        .collect();
-    if records.is_empty() {
+    if intents.is_empty() {
         tracing::trace!(target: "airlock::scope", scope = %core.info, %reason, "scope discarded");
     } else {
         tracing::debug!(
             target: "airlock::scope",
             scope = %core.info,
-            lost = records.len(),
+            lost = intents.len(),
             %reason,
             "scope discarded its intents"
         );
     }
-    let records = core.end(ScopePhase::Discarded, records, Some(reason));
     FlushReport {
         scope: core.info.clone(),
-        records,
+        records: end_discarded(core, &intents, reason),
     }
+}
+
+/// Ends `core` as discarded, recording `intents` (taken from its buffer) as
+/// discarded for `reason`.
+pub(crate) fn end_discarded(
+    core: &ScopeCore,
+    intents: &[Intent],
+    reason: DiscardReason,
+) -> Arc<Vec<IntentRecord>> {
+    let records = intents
+        .iter()
+        .map(|intent| IntentRecord::of(intent, &core.info, Fate::Discarded(reason.clone())))
+        .collect();
+    core.end(ScopePhase::Discarded, records, Some(reason))
 }
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

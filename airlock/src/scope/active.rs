@@ -173,17 +173,7 @@ impl ActiveScope {
         self.ended = true;
         let intents = self.core.state().buffer.take();
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
-        let records = intents
-            .iter()
-            .map(|i| {
-                IntentRecord::of(
-                    i,
-                    &self.core.info,
-                    crate::flush::Fate::Discarded(reason.clone()),
-                )
-            })
-            .collect();
-        self.core.end(ScopePhase::Discarded, records, Some(reason));
+        flush::end_discarded(&self.core, &intents, reason);
         intents
     }
 
