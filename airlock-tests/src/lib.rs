@@ -151,3 +151,54 @@ pub fn record_then_fail(tag: String, value: u64) -> Result<(), Boom> {
     record::enqueue(tag.clone(), value).map_err(|e| Boom(e.to_string()))?;
     Err(Boom(tag))
 }
+
+pub mod servers;
+
+/// The file cross-process tests read to see which tasks ran, one line per run
+/// (`key pid`): set `AIRLOCK_TEST_LOG` in the worker process's environment.
+pub const EXECUTION_LOG_VAR: &str = "AIRLOCK_TEST_LOG";
+
+/// Appends `key pid` to the file named by `AIRLOCK_TEST_LOG`: how a test in
+/// another process sees that (and where) a task ran.
+#[airlock::task(name = "test.log_execution")]
+pub fn log_execution(key: String) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = std::env::var(EXECUTION_LOG_VAR)
+        .map_err(|_| std::io::Error::other(format!("{EXECUTION_LOG_VAR} is not set")))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    // One write per line: appends of a short line are atomic across processes.
+    file.write_all(format!("{key} {}\n", std::process::id()).as_bytes())
+}
+
+/// Logs the attempt like [`log_execution()`], then fails while fewer than
+/// `failures + 1` attempts of `key` are logged: succeeds on attempt
+/// `failures + 1`.
+#[airlock::task(name = "test.fail_until")]
+pub fn fail_until(key: String, failures: u32) -> Result<(), Boom> {
+    log_execution(key.clone()).map_err(|e| Boom(e.to_string()))?;
+    let path = std::env::var(EXECUTION_LOG_VAR).unwrap_or_default();
+    let attempts = executions(std::path::Path::new(&path), &key);
+    if attempts <= failures as usize {
+        return Err(Boom(format!("{key}: attempt {attempts} fails on purpose")));
+    }
+    Ok(())
+}
+
+/// How many runs of `key` the execution log at `path` holds.
+pub fn executions(path: &std::path::Path, key: &str) -> usize {
+    execution_pids(path, key).len()
+}
+
+/// The pid of each logged run of `key`, in order.
+pub fn execution_pids(path: &std::path::Path, key: &str) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(k, _)| *k == key)
+        .filter_map(|(_, pid)| pid.parse().ok())
+        .collect()
+}

@@ -36,3 +36,80 @@ pub async fn handle(job: serde_json::Value) -> Result<(), BoxDynError> {
         error
     })
 }
+
+/// How to run the workers of one process on a queue: how many, how many jobs
+/// each runs at once, which queue, and how often an idle worker polls.
+///
+/// Each backend turns these into a supervised apalis
+/// [`Monitor`](apalis::prelude::Monitor) (for example
+/// [`SqliteQueue::monitor`](crate::queue::SqliteQueue::monitor)): workers get
+/// unique names (`{name}-{pid}-{index}`, so a restarted process never collides
+/// with its predecessor's registration) and are restarted after a backend
+/// error (a lost connection, a row apalis cannot read) instead of dying.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub(crate) name: String,
+    pub(crate) workers: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) queue: String,
+    pub(crate) poll_interval: std::time::Duration,
+}
+
+impl WorkerOptions {
+    /// Workers named after `name`, with the defaults: 1 worker, 8 jobs at
+    /// once, queue [`DEFAULT_QUEUE`](crate::queue::DEFAULT_QUEUE), polling
+    /// every 100 ms when idle.
+    pub fn new(name: impl Into<String>) -> Self {
+        WorkerOptions {
+            name: name.into(),
+            workers: 1,
+            concurrency: 8,
+            queue: crate::queue::DEFAULT_QUEUE.to_owned(),
+            poll_interval: std::time::Duration::from_millis(100),
+        }
+    }
+
+    /// How many workers this process runs (at least 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// How many jobs each worker runs at once (at least 1; apalis's own
+    /// default is unbounded).
+    pub fn concurrency(mut self, jobs: usize) -> Self {
+        self.concurrency = jobs.max(1);
+        self
+    }
+
+    /// The queue to consume.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// How often an idle worker looks for new jobs. Without polling an apalis
+    /// worker whose queue was empty waits for its 30 s heartbeat.
+    pub fn poll_interval(mut self, interval: std::time::Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The name of worker `index` in this process.
+    pub fn worker_name(&self, index: usize) -> String {
+        format!("{}-{}-{index}", self.name, std::process::id())
+    }
+
+    /// A monitor that restarts any worker that stops on an error, and logs it.
+    pub(crate) fn monitor(&self) -> apalis::prelude::Monitor {
+        apalis::prelude::Monitor::new().should_restart(|ctx, error| {
+            tracing::warn!(
+                target: "airlock::worker",
+                worker = %ctx.name(),
+                %error,
+                "worker stopped on an error; restarting it"
+            );
+            true
+        })
+    }
+}

@@ -9,6 +9,8 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{to_task, DEFAULT_QUEUE};
 use crate::task::BoxFuture;
+use crate::worker::WorkerOptions;
+use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 
 /// Pushes each flush to an apalis SQLite queue in one SQLite transaction, in
 /// FIFO order.
@@ -70,6 +72,33 @@ impl SqliteQueue {
 }
 
 impl SqliteQueue {
+    /// A supervised apalis monitor running `options.workers` workers on this
+    /// queue; run it with `.run().await` or `.run_with_signal(ctrl_c())`.
+    ///
+    /// ```no_run
+    /// # async fn run(queue: airlock::queue::SqliteQueue) -> Result<(), airlock::BoxError> {
+    /// use airlock::worker::WorkerOptions;
+    ///
+    /// queue
+    ///     .monitor(WorkerOptions::new("checkout").workers(2))
+    ///     .run_with_signal(tokio::signal::ctrl_c())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn monitor(&self, options: WorkerOptions) -> Monitor {
+        let queue = self.clone();
+        let monitor = options.monitor();
+        monitor.register_n(options.workers, move |index, _restarts| {
+            let storage = queue
+                .storage(&options.queue)
+                .poll_with_interval(options.poll_interval);
+            WorkerBuilder::new(options.worker_name(index))
+                .backend(storage)
+                .concurrency(options.concurrency)
+                .build(crate::worker::handle)
+        })
+    }
+
     /// Writes `intents` as jobs through `connection`, one statement each,
     /// without committing: inside a caller's transaction this is co-commit.
     pub(crate) async fn push(

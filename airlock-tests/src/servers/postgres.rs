@@ -1,0 +1,1 @@
+//! A throwaway PostgreSQL server for the tests (see the parent module).

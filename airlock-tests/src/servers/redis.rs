@@ -1,0 +1,1 @@
+//! A throwaway Redis server for the tests (see the parent module).
