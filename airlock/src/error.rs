@@ -162,6 +162,22 @@ pub enum Error {
         message: String,
     },
 
+    /// A transaction scope's database transaction could not commit (or, with
+    /// [`Durability::CoCommit`](crate::Durability::CoCommit), its intents could
+    /// not be written into it): the transaction rolled back, business data and
+    /// intents alike, and nothing was dispatched.
+    #[error(
+        "{scope}: the database transaction failed to {action}, so it was rolled back and none          of its intents were dispatched: {source}"
+    )]
+    Transaction {
+        /// The transaction scope.
+        scope: ScopeInfo,
+        /// What failed: `"commit"` or `"queue its intents"`.
+        action: &'static str,
+        /// The database error.
+        source: BoxError,
+    },
+
     /// A scope method was called in a state that does not allow it.
     #[error("{0}")]
     State(String),

@@ -295,12 +295,44 @@ impl PreparedFlush {
         tracing::debug_span!(target: "airlock::flush", "airlock.dispatch", scope = %self.core.info, intents)
     }
 
-    fn take_survivors(&mut self) -> Vec<Intent> {
+    /// Hands the survivors to a dispatcher outside the executor (a transaction
+    /// scope's co-commit); end with [`complete`](Self::complete) or
+    /// [`abort`](Self::abort).
+    pub(crate) fn take_survivors(&mut self) -> Vec<Intent> {
         self.in_flight = std::mem::take(&mut self.survivor_records);
         std::mem::take(&mut self.survivors)
     }
 
-    fn complete(mut self, result: Result<(), DispatchError>) -> Result<FlushReport, Error> {
+    /// Ends the scope with nothing dispatched: every survivor (handed out or
+    /// not) is discarded for `reason`.
+    #[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+    pub(crate) fn abort(mut self, reason: DiscardReason) -> FlushReport {
+        self.finished = true;
+        let mut records = std::mem::take(&mut self.records);
+        let lost: Vec<usize> = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .chain(std::mem::take(&mut self.survivor_records))
+            .collect();
+        for &i in &lost {
+            records[i].fate = Fate::Discarded(reason.clone());
+        }
+        tracing::debug!(
+            target: "airlock::flush",
+            scope = %self.core.info,
+            lost = lost.len(),
+            %reason,
+            "scope discarded after filtering"
+        );
+        FlushReport {
+            scope: self.core.info.clone(),
+            records: self.core.end(ScopePhase::Discarded, records, Some(reason)),
+        }
+    }
+
+    pub(crate) fn complete(
+        mut self,
+        result: Result<(), DispatchError>,
+    ) -> Result<FlushReport, Error> {
         self.finished = true;
         let indices = std::mem::take(&mut self.in_flight);
         let mut records = std::mem::take(&mut self.records);

@@ -132,13 +132,15 @@ pub mod executor;
 pub mod flush;
 mod intent;
 pub mod policy;
-#[cfg(feature = "apalis-sqlite")]
+#[cfg(feature = "_queue")]
 pub mod queue;
 mod registry;
 pub mod scope;
 mod task;
 pub mod testing;
-#[cfg(feature = "apalis-sqlite")]
+#[cfg(feature = "sqlx")]
+pub mod tx;
+#[cfg(feature = "_queue")]
 pub mod worker;
 
 #[doc(hidden)]
@@ -186,8 +188,9 @@ pub use policy::{
 };
 pub use registry::{registry, Registry};
 pub use scope::{
-    current, scope, scope_async, ActiveScope, AlwaysFlush, DefaultBehavior, DiscardReason, Outcome,
-    Scope, ScopeBehavior, ScopeHandle, ScopeId, ScopeInfo, ScopeOutput, ScopePhase, ScopedFuture,
+    current, scope, scope_async, ActiveScope, AlwaysFlush, DefaultBehavior, DiscardReason,
+    Durability, Outcome, Scope, ScopeBehavior, ScopeHandle, ScopeId, ScopeInfo, ScopeOutput,
+    ScopePhase, ScopedFuture,
 };
 pub use task::{Task, TaskDef, TaskKind, TaskOutput};
 

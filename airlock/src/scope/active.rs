@@ -14,7 +14,7 @@ use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush};
 use crate::intent::Intent;
 use crate::scope::core::{ScopeCore, ScopeState};
 use crate::scope::{
-    Bound, DiscardReason, Outcome, Scope, ScopeId, ScopeInfo, ScopeOutput, ScopePhase,
+    Bound, DiscardReason, Durability, Outcome, Scope, ScopeId, ScopeInfo, ScopeOutput, ScopePhase,
 };
 
 /// A started scope that its owner ends explicitly: the building block of
@@ -289,6 +289,12 @@ impl ScopeHandle {
     /// Whether the scope hands its intents to a parent instead of dispatching.
     pub fn is_nested(&self) -> bool {
         self.0.parent.is_some()
+    }
+
+    /// For a transaction scope, how its intents leave relative to the commit;
+    /// `None` for any other scope.
+    pub fn durability(&self) -> Option<Durability> {
+        self.0.durability
     }
 
     /// The buffered intents (empty once the scope has ended; see [`records`](Self::records)).

@@ -12,7 +12,9 @@ use crate::flush::IntentRecord;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::scope::active::is_inspecting;
-use crate::scope::{DiscardReason, Scope, ScopeBehavior, ScopeId, ScopeInfo, ScopePhase};
+use crate::scope::{
+    DiscardReason, Durability, Scope, ScopeBehavior, ScopeId, ScopeInfo, ScopePhase,
+};
 
 /// One scope, shared by its [`ActiveScope`](crate::ActiveScope), its handles and
 /// the frames that enter it.
@@ -24,8 +26,9 @@ pub(crate) struct ScopeCore {
     /// The chain an intent enqueued directly in this scope must pass.
     pub(crate) chain: Option<Arc<PolicyLink>>,
     pub(crate) cascade_depth: u32,
+    /// Set for a transaction scope.
+    pub(crate) durability: Option<Durability>,
     state: Mutex<ScopeState>,
-    // A copy of `state.phase`, readable without the lock.
     // A copy of `state.phase`, readable without the lock.
     phase: AtomicU8,
 }
@@ -47,33 +50,37 @@ impl ScopeCore {
         } else {
             context::top()
         };
-        let (parent, base_chain) = match below {
-            None => (None, None),
+        // `enclosing` is the scope around this one (if any) even when it is not
+        // the parent: a boundary scope inherits its settings, not its capture.
+        let (parent, enclosing, base_chain) = match below {
+            None => (None, None, None),
             // Detached: no parent scope, but the `with_policy` blocks around it
             // still apply to what is enqueued inside.
             Some(frame) if settings.detached => {
-                (None, PolicyLink::locals_only(frame.chain.as_ref()))
+                (None, None, PolicyLink::locals_only(frame.chain.as_ref()))
             }
-            Some(frame) => (frame.scope, frame.chain),
+            // Boundary: dispatches its own intents, under every policy around it.
+            Some(frame) if settings.boundary => (None, frame.scope, frame.chain),
+            Some(frame) => (frame.scope.clone(), frame.scope, frame.chain),
         };
 
         // The configured default policy applies once, at the outermost scope;
         // nested scopes are already under it.
-        let policies = if !settings.policies.is_empty() || parent.is_some() {
+        let policies = if !settings.policies.is_empty() || enclosing.is_some() {
             settings.policies
         } else {
             config.policies.clone()
         };
         let executor = settings
             .executor
-            .or_else(|| parent.as_ref().map(|p| Arc::clone(&p.executor)))
+            .or_else(|| enclosing.as_ref().map(|p| Arc::clone(&p.executor)))
             .unwrap_or_else(|| Arc::clone(&config.executor));
         let behavior = settings
             .behavior
             .unwrap_or_else(|| Arc::clone(&config.behavior));
         let cascade_depth = settings
             .cascade_depth
-            .or_else(|| parent.as_ref().map(|p| p.cascade_depth))
+            .or_else(|| enclosing.as_ref().map(|p| p.cascade_depth))
             .unwrap_or(0);
 
         let info = ScopeInfo {
@@ -89,6 +96,7 @@ impl ScopeCore {
             parent,
             chain,
             cascade_depth,
+            durability: settings.durability,
             phase: AtomicU8::new(ScopePhase::Open as u8),
             state: Mutex::new(ScopeState {
                 phase: ScopePhase::Open,

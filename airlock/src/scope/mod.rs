@@ -113,6 +113,11 @@ pub enum DiscardReason {
     ParentClosed,
     /// [`ActiveScope::discard`] was called with this reason.
     Requested(Cow<'static, str>),
+    /// The scope's database transaction rolled back (explicitly, by an error
+    /// in the body, or by being dropped uncommitted).
+    RolledBack,
+    /// The scope's database transaction failed to commit.
+    CommitFailed(String),
 }
 
 impl fmt::Display for DiscardReason {
@@ -129,6 +134,10 @@ impl fmt::Display for DiscardReason {
             }
             DiscardReason::ParentClosed => f.write_str("the parent scope had already ended"),
             DiscardReason::Requested(why) => f.write_str(why),
+            DiscardReason::RolledBack => f.write_str("the scope's transaction rolled back"),
+            DiscardReason::CommitFailed(error) => {
+                write!(f, "the scope's transaction failed to commit: {error}")
+            }
         }
     }
 }
@@ -187,6 +196,37 @@ pub struct Scope {
     pub(crate) detached: bool,
     pub(crate) isolated: bool,
     pub(crate) cascade_depth: Option<u32>,
+    /// Dispatches its own intents (no parent) but stays under every policy of
+    /// the scopes and blocks around it: a transaction scope.
+    pub(crate) boundary: bool,
+    pub(crate) durability: Option<Durability>,
+}
+
+/// How a transaction scope's intents leave, relative to its database
+/// transaction's commit. Chosen explicitly when the scope starts (see
+/// [`tx`](crate::tx), feature `sqlx`) and shown by
+/// [`ScopeHandle::durability`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Dispatched by the scope's executor only after `COMMIT` succeeded;
+    /// discarded on rollback. Works with any executor, but a process that
+    /// dies between the commit and the dispatch loses the intents.
+    AfterCommit,
+    /// Written as queue jobs into the same transaction as the business data,
+    /// so they commit or roll back together: a crash at any point loses no
+    /// committed intent and runs no rolled-back one. Needs the queue's tables
+    /// in the transaction's own database (apalis SQLite or PostgreSQL).
+    CoCommit,
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::AfterCommit => "after-commit",
+            Durability::CoCommit => "co-commit",
+        })
+    }
 }
 
 impl Scope {

@@ -1,0 +1,352 @@
+//! Transaction scopes: intents tied to a sqlx 0.9 database transaction.
+//!
+//! A [`TxScope`] owns a [`sqlx::Transaction`] and a scope. Code running inside
+//! it writes business rows through the transaction and enqueues intents as
+//! anywhere else; what happens to those intents is tied to the transaction's
+//! fate, in one of two [`Durability`] modes chosen when the scope starts:
+//!
+//! | | [`after_commit`] | [`co_commit`] |
+//! | --- | --- | --- |
+//! | intents go | to the scope's executor, after `COMMIT` succeeded | into the apalis queue table, inside the transaction, before `COMMIT` |
+//! | rollback, error, drop | discarded | discarded (the rows roll back) |
+//! | process dies after `COMMIT` | **intents lost** | intents delivered (already committed) |
+//! | executors | any (Redis, in-process, …) | the transaction's own database: apalis SQLite or PostgreSQL |
+//!
+//! Either way the scope is a **dispatch boundary**: a transaction scope opened
+//! inside a request scope does not hand its intents up to the request (the
+//! transaction, not the request, decides), but every policy around it still
+//! applies, so a dry-run (`DropAll`) request stays a dry run. Scopes nested
+//! inside the transaction scope are captured by it as usual. Once the scope
+//! has started committing it takes no more intents ([`Error::ScopeClosed`]).
+//! [`ScopeHandle::durability`] tells which mode a scope runs in.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), airlock::BoxError> {
+//! use airlock::queue::SqliteQueue;
+//!
+//! #[airlock::task]
+//! fn send_receipt(order_id: i64) {
+//!     println!("receipt for order {order_id}");
+//! }
+//!
+//! // The queue's tables live in the application's own database.
+//! let queue = SqliteQueue::connect("sqlite::memory:").await?;
+//! let pool = queue.pool().clone();
+//! sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
+//!     .execute(&pool)
+//!     .await?;
+//!
+//! let order_id = airlock::tx::co_commit(pool.begin().await?)
+//!     .run(|tx| Box::pin(async move {
+//!         let id: i64 = sqlx::query_scalar("INSERT INTO orders (total) VALUES (42) RETURNING id")
+//!             .fetch_one(&mut **tx)
+//!             .await?;
+//!         send_receipt::enqueue(id)?; // written into the same transaction
+//!         Ok::<_, airlock::BoxError>(id)
+//!     }))
+//!     .await?;
+//!
+//! // The order and its job committed together; a worker runs the job.
+//! let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs").fetch_one(&pool).await?;
+//! assert_eq!((order_id, jobs), (1, 1));
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+use sqlx::{Database, Transaction};
+
+use crate::error::{BoxError, Error};
+use crate::flush::FlushReport;
+use crate::intent::Intent;
+use crate::scope::{ActiveScope, DiscardReason, Durability, HandleGuard, Scope, ScopeHandle};
+use crate::scope::{Bound, ScopeInfo};
+use crate::task::BoxFuture;
+
+/// Writes a flush's intents as queue jobs through a connection, uncommitted.
+type PushFn<DB> = for<'c> fn(
+    &'c mut <DB as Database>::Connection,
+    &'c [Intent],
+) -> BoxFuture<'c, Result<(), BoxError>>;
+
+/// A database whose transactions can carry queue jobs: the apalis queue
+/// tables live in it, so intents commit with the business data.
+///
+/// Implemented for `sqlx::Sqlite` (feature `apalis-sqlite`) and
+/// `sqlx::Postgres` (feature `apalis-postgres`); sealed.
+pub trait CoCommitDatabase: Database + sealed::Sealed {
+    #[doc(hidden)]
+    fn __push<'c>(
+        connection: &'c mut Self::Connection,
+        intents: &'c [Intent],
+    ) -> BoxFuture<'c, Result<(), BoxError>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+#[cfg(feature = "apalis-sqlite")]
+impl sealed::Sealed for sqlx::Sqlite {}
+
+#[cfg(feature = "apalis-sqlite")]
+impl CoCommitDatabase for sqlx::Sqlite {
+    fn __push<'c>(
+        connection: &'c mut Self::Connection,
+        intents: &'c [Intent],
+    ) -> BoxFuture<'c, Result<(), BoxError>> {
+        Box::pin(crate::queue::SqliteQueue::push(connection, intents))
+    }
+}
+
+/// Starts an [after-commit](Durability::AfterCommit) scope on `tx` with the
+/// default settings (see [`Scope::after_commit`] to name it or give it a
+/// policy or executor).
+pub fn after_commit<DB: Database>(tx: Transaction<'static, DB>) -> TxScope<DB> {
+    Scope::new().after_commit(tx)
+}
+
+/// Starts a [co-commit](Durability::CoCommit) scope on `tx` with the default
+/// settings (see [`Scope::co_commit`]).
+pub fn co_commit<DB: CoCommitDatabase>(tx: Transaction<'static, DB>) -> TxScope<DB> {
+    Scope::new().co_commit(tx)
+}
+
+impl Scope {
+    /// Starts this scope bound to `tx`: its intents are dispatched by its
+    /// executor after `tx` commits, and discarded if it rolls back.
+    pub fn after_commit<DB: Database>(self, tx: Transaction<'static, DB>) -> TxScope<DB> {
+        TxScope::start(self, tx, Durability::AfterCommit, None)
+    }
+
+    /// Starts this scope bound to `tx`: on commit its intents are written as
+    /// apalis jobs into `tx` itself, then `tx` commits, so data and jobs
+    /// commit (or roll back) together. The queue tables must exist in that
+    /// database (create them once with
+    /// [`SqliteQueue::new`](crate::queue::SqliteQueue::new) or its Postgres
+    /// counterpart). The scope's executor is not used.
+    pub fn co_commit<DB: CoCommitDatabase>(self, tx: Transaction<'static, DB>) -> TxScope<DB> {
+        TxScope::start(self, tx, Durability::CoCommit, Some(DB::__push))
+    }
+}
+
+/// A scope tied to a database transaction; see the [module docs](self).
+///
+/// It dereferences to the transaction's connection, so `&mut *scope` is a sqlx
+/// executor. Run code inside it with [`run`](Self::run) (or
+/// [`bind`](Self::bind) / [`enter`](Self::enter)), then end it with
+/// [`commit`](Self::commit) or [`rollback`](Self::rollback). Dropping it
+/// uncommitted rolls the transaction back and discards the intents.
+#[must_use = "a TxScope rolls back and discards its intents unless committed"]
+pub struct TxScope<DB: Database> {
+    // Both are `Some` until `commit`/`rollback` take them (or `Drop` does).
+    tx: Option<Transaction<'static, DB>>,
+    scope: Option<ActiveScope>,
+    handle: ScopeHandle,
+    push: Option<PushFn<DB>>,
+}
+
+impl<DB: Database> fmt::Debug for TxScope<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxScope")
+            .field("scope", self.handle.info())
+            .field("durability", &self.durability())
+            .field("phase", &self.handle.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database> TxScope<DB> {
+    fn start(
+        mut settings: Scope,
+        tx: Transaction<'static, DB>,
+        durability: Durability,
+        push: Option<PushFn<DB>>,
+    ) -> Self {
+        settings.boundary = true;
+        settings.durability = Some(durability);
+        let scope = settings.start();
+        let handle = scope.handle();
+        tracing::debug!(target: "airlock::tx", scope = %handle.info(), %durability, "transaction scope started");
+        TxScope {
+            tx: Some(tx),
+            scope: Some(scope),
+            handle,
+            push,
+        }
+    }
+
+    /// The scope's identity.
+    pub fn info(&self) -> &ScopeInfo {
+        self.handle.info()
+    }
+
+    /// How the intents leave relative to the commit.
+    pub fn durability(&self) -> Durability {
+        self.handle
+            .durability()
+            .expect("a transaction scope always has a durability")
+    }
+
+    /// A handle to the scope (to inspect its intents, or carry it into a
+    /// spawned task).
+    pub fn handle(&self) -> ScopeHandle {
+        self.handle.clone()
+    }
+
+    /// Makes the scope current on this thread until the guard drops (for
+    /// synchronous code; the guard does not borrow `self`).
+    pub fn enter(&self) -> HandleGuard {
+        self.handle.enter()
+    }
+
+    /// Runs `future` with the scope current on every poll.
+    pub fn bind<F: std::future::Future>(&self, future: F) -> Bound<F> {
+        self.handle.bind(future)
+    }
+
+    /// The transaction itself.
+    pub fn transaction(&mut self) -> &mut Transaction<'static, DB> {
+        self.tx
+            .as_mut()
+            .expect("the transaction is only taken by commit/rollback, which consume the scope")
+    }
+
+    /// Runs `body` inside the scope with the transaction, then commits if it
+    /// returns `Ok` and rolls back if it returns `Err` (or panics: dropping
+    /// the scope rolls back). A failed commit turns `Ok` into
+    /// `Err(E::from(error))`.
+    ///
+    /// `body` returns a boxed future (`|tx| Box::pin(async move { .. })`, as
+    /// sqlx's own `Connection::transaction` does) so that the whole call stays
+    /// `Send` for `tokio::spawn` and web handlers; an `async` closure would
+    /// not, with today's compiler.
+    ///
+    /// # Errors
+    /// The body's error, or the commit's ([`Error::Transaction`],
+    /// [`Error::Dispatch`] for an after-commit dispatch failure).
+    pub async fn run<T, E, F>(mut self, body: F) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<T, E>>,
+        E: From<Error>,
+    {
+        let handle = self.handle.clone();
+        let result = handle.bind(body(self.transaction())).await;
+        match result {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::warn!(target: "airlock::tx", error = %rollback, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Ends the scope and commits the transaction; see the
+    /// [module docs](self) for what each durability does with the intents.
+    /// If anything fails before `COMMIT` succeeded, the transaction rolls back
+    /// and no intent is dispatched.
+    ///
+    /// # Errors
+    /// [`Error::Transaction`] if the jobs could not be written (co-commit) or
+    /// the commit failed; [`Error::PolicyPanicked`] if a policy panicked while
+    /// filtering (the transaction then rolls back); [`Error::Dispatch`] if the
+    /// after-commit dispatch failed (the data is committed; the error hands
+    /// back the intents that were not dispatched).
+    pub async fn commit(mut self) -> Result<FlushReport, Error> {
+        let (scope, mut tx) = self.take();
+        let info = scope.info().clone();
+        // Logical end first: nothing can be enqueued once committing starts.
+        let mut prepared = scope.prepare_flush()?;
+        let Some(push) = self.push else {
+            if let Err(error) = tx.commit().await {
+                prepared.abort(DiscardReason::CommitFailed(error.to_string()));
+                return Err(transaction_error(info, "commit", error));
+            }
+            return prepared.dispatch_async().await;
+        };
+        let intents = prepared.take_survivors();
+        if !intents.is_empty() {
+            if let Err(error) = push(&mut tx, &intents).await {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(target: "airlock::tx", scope = %info, error = %rollback, "rollback failed");
+                }
+                prepared.abort(DiscardReason::RolledBack);
+                return Err(transaction_error(
+                    info,
+                    "queue its intents",
+                    format!(
+                        "{error} (co-commit writes into the apalis queue tables of the \
+                         transaction's own database: create them once with the queue's `new`)"
+                    ),
+                ));
+            }
+        }
+        if let Err(error) = tx.commit().await {
+            prepared.abort(DiscardReason::CommitFailed(error.to_string()));
+            return Err(transaction_error(info, "commit", error));
+        }
+        tracing::debug!(target: "airlock::tx", scope = %info, queued = intents.len(), "co-committed");
+        prepared.complete(Ok(()))
+    }
+
+    /// Discards the intents and rolls the transaction back.
+    ///
+    /// # Errors
+    /// [`Error::Transaction`] if the database reported an error while rolling
+    /// back (the intents are discarded regardless).
+    pub async fn rollback(mut self) -> Result<FlushReport, Error> {
+        let (scope, tx) = self.take();
+        let info = scope.info().clone();
+        let report = scope.discard_with(DiscardReason::RolledBack);
+        tx.rollback()
+            .await
+            .map_err(|error| transaction_error(info, "roll back", error))?;
+        Ok(report)
+    }
+
+    fn take(&mut self) -> (ActiveScope, Transaction<'static, DB>) {
+        let taken = self.scope.take().zip(self.tx.take());
+        taken.expect("commit/rollback consume the scope, so it is still open")
+    }
+}
+
+fn transaction_error(scope: ScopeInfo, action: &'static str, source: impl Into<BoxError>) -> Error {
+    Error::Transaction {
+        scope,
+        action,
+        source: source.into(),
+    }
+}
+
+impl<DB: Database> Drop for TxScope<DB> {
+    fn drop(&mut self) {
+        // Uncommitted: the transaction rolls back as it drops; so do the intents.
+        if let Some(scope) = self.scope.take() {
+            tracing::debug!(target: "airlock::tx", scope = %scope.info(), "transaction scope dropped uncommitted; rolled back");
+            scope.discard_with(DiscardReason::RolledBack);
+        }
+    }
+}
+
+impl<DB: Database> Deref for TxScope<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        self.tx
+            .as_ref()
+            .expect("the transaction is only taken by commit/rollback, which consume the scope")
+    }
+}
+
+impl<DB: Database> DerefMut for TxScope<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.transaction()
+    }
+}
