@@ -13,7 +13,8 @@ pub use in_process::{run_intent, InProcess};
 
 use crate::error::BoxError;
 use crate::intent::Intent;
-use crate::task::BoxFuture;
+/// A boxed, `Send` future: what [`Executor::dispatch_async`] returns.
+pub use crate::task::BoxFuture;
 
 /// Dispatches the intents of a flush.
 ///

@@ -45,11 +45,40 @@ impl fmt::Debug for SqliteQueue {
 impl SqliteQueue {
     /// Uses `pool`, creating the queue tables if needed (apalis migrations).
     ///
+    /// Unlike apalis's own `SqliteStorage::setup`, this leaves the database's
+    /// durability alone (apalis sets `synchronous = OFF` on whichever pooled
+    /// connection runs it, which would weaken the application's own commits),
+    /// only switches the file to WAL so workers and writers do not block each
+    /// other, waits out another process migrating the same file, and
+    /// tolerates the application's own sqlx migrations in the shared
+    /// `_sqlx_migrations` table. (The application's migrator, in turn, needs
+    /// `set_ignore_missing(true)` to tolerate apalis's.)
+    ///
     /// # Errors
     /// The database error if the migrations fail.
     pub async fn new(pool: SqlitePool) -> Result<Self, BoxError> {
-        SqliteStorage::setup(&pool).await?;
-        Ok(SqliteQueue { pool })
+        let mut migrator = SqliteStorage::<()>::migrations();
+        migrator.set_ignore_missing(true);
+        let mut attempt = 0;
+        loop {
+            let setup: Result<(), BoxError> = async {
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&pool)
+                    .await?;
+                migrator.run(&pool).await?;
+                Ok(())
+            }
+            .await;
+            match setup {
+                // Another process holds the write lock (it is migrating, or a
+                // worker is claiming jobs): WAL switches do not wait for it.
+                Err(error) if attempt < 100 && error.to_string().contains("database is locked") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => break other.map(|()| SqliteQueue { pool }),
+            }
+        }
     }
 
     /// Opens (`?mode=rwc` creates) the database at `url` and sets it up.
