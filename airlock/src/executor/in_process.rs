@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -39,7 +40,7 @@ impl Executor for InProcess {
         let mut rest = intents.into_iter();
         let mut dispatched = 0;
         while let Some(intent) = rest.next() {
-            if let Err(error) = run_sync(intent, limit) {
+            if let Err(error) = run_sync(intent, limit, None) {
                 return Err(DispatchError::failed_at(dispatched, error, rest.collect()));
             }
             dispatched += 1;
@@ -53,7 +54,7 @@ impl Executor for InProcess {
             let mut rest = intents.into_iter();
             let mut dispatched = 0;
             while let Some(intent) = rest.next() {
-                if let Err(error) = run_async(intent, limit).await {
+                if let Err(error) = run_async(intent, limit, None).await {
                     return Err(DispatchError::failed_at(dispatched, error, rest.collect()));
                 }
                 dispatched += 1;
@@ -70,12 +71,26 @@ impl Executor for InProcess {
 /// # Errors
 /// The task's own error, its panic message, or the cascade-limit error.
 pub async fn run_intent(intent: Intent) -> Result<(), BoxError> {
-    run_async(intent, config::current().max_cascade_depth).await
+    run_async(intent, config::current().max_cascade_depth, None).await
+}
+
+/// [`run_intent`], with what the task enqueues dispatched by `executor`
+/// instead of the configured one.
+#[cfg(feature = "tokio")]
+pub(crate) async fn run_intent_with(
+    intent: Intent,
+    executor: Arc<dyn Executor>,
+) -> Result<(), BoxError> {
+    run_async(intent, config::current().max_cascade_depth, Some(executor)).await
 }
 
 /// The scope a task runs in: outermost and isolated from everything around
 /// the flush (as on a worker), named after the task, one cascade level deeper.
-fn task_scope(intent: &Intent, limit: u32) -> Result<Scope, BoxError> {
+fn task_scope(
+    intent: &Intent,
+    limit: u32,
+    executor: Option<Arc<dyn Executor>>,
+) -> Result<Scope, BoxError> {
     let depth = intent.cascade_depth() + 1;
     if depth > limit {
         return Err(format!(
@@ -86,18 +101,26 @@ fn task_scope(intent: &Intent, limit: u32) -> Result<Scope, BoxError> {
         )
         .into());
     }
-    Ok(Scope::new()
+    let scope = Scope::new()
         .__isolated()
         .name(intent.name())
-        .__cascade_depth(depth))
+        .__cascade_depth(depth);
+    Ok(match executor {
+        Some(executor) => scope.shared_executor(executor),
+        None => scope,
+    })
 }
 
 fn panicked(task: &str, panic: &(dyn std::any::Any + Send)) -> BoxError {
     format!("task `{task}` panicked: {}", panic_message(panic)).into()
 }
 
-fn run_sync(intent: Intent, limit: u32) -> Result<(), BoxError> {
-    let scope = task_scope(&intent, limit)?;
+fn run_sync(
+    intent: Intent,
+    limit: u32,
+    executor: Option<Arc<dyn Executor>>,
+) -> Result<(), BoxError> {
+    let scope = task_scope(&intent, limit, executor)?;
     let (task, args) = intent.into_parts();
     let Runner::Sync(run) = task.runner() else {
         return Err(format!(
@@ -126,12 +149,16 @@ fn run_sync(intent: Intent, limit: u32) -> Result<(), BoxError> {
     }
 }
 
-async fn run_async(intent: Intent, limit: u32) -> Result<(), BoxError> {
+async fn run_async(
+    intent: Intent,
+    limit: u32,
+    executor: Option<Arc<dyn Executor>>,
+) -> Result<(), BoxError> {
     let (task, runner) = (intent.task(), intent.task().runner());
     match runner {
-        Runner::Sync(_) => run_sync(intent, limit),
+        Runner::Sync(_) => run_sync(intent, limit, executor),
         Runner::Async(run) => {
-            let scope = task_scope(&intent, limit)?;
+            let scope = task_scope(&intent, limit, executor)?;
             let (_, args) = intent.into_parts();
             CatchUnwind {
                 future: scope.run_async(run(args)),

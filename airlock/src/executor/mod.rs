@@ -6,10 +6,14 @@
 //! reports how far it got, handing back the intents it never attempted.
 
 mod in_process;
+#[cfg(feature = "tokio")]
+mod spawn;
 
 use std::fmt;
 
 pub use in_process::{run_intent, InProcess};
+#[cfg(feature = "tokio")]
+pub use spawn::TokioExecutor;
 
 use crate::error::BoxError;
 use crate::intent::Intent;

@@ -29,10 +29,13 @@ async fn main() -> anyhow::Result<()> {
         "postgres" => postgres::main(rest).await,
         #[cfg(feature = "apalis-redis")]
         "redis" => redis::main(rest).await,
-        other => anyhow::bail!(
-            "unknown or disabled backend {other:?}: usage `airlock-test-node \
+        other => {
+            let _ = rest;
+            anyhow::bail!(
+                "unknown or disabled backend {other:?}: usage `airlock-test-node \
              <sqlite|postgres|redis> <role> [args...]` (each needs its cargo feature)"
-        ),
+            )
+        }
     }
 }
 
