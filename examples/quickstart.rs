@@ -1,4 +1,6 @@
-//! The airlock quickstart: the same domain code, run under different scopes.
+//! The airlock quickstart: the same domain code, run under different scopes,
+//! dispatching through an embedded apalis SQLite queue that a worker in the
+//! same process then drains.
 //!
 //! Run it with:
 //!
@@ -14,6 +16,8 @@
 
 use std::time::Duration;
 
+use airlock::queue::SqliteQueue;
+use airlock::worker::WorkerOptions;
 use airlock::{Config, DropAll, Scope, Settings};
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// A side effect: in a real service this talks to a mail provider.
 #[airlock::task]
 fn send_confirmation_email(order_id: u64) -> Result<(), std::io::Error> {
-    println!("    -> email: order {order_id} confirmed");
+    println!("    [worker] email: order {order_id} confirmed");
     Ok(())
 }
 
@@ -31,7 +35,7 @@ fn send_confirmation_email(order_id: u64) -> Result<(), std::io::Error> {
 async fn notify_warehouse(order_id: u64, lines: Vec<Line>) -> anyhow::Result<()> {
     tokio::task::yield_now().await;
     println!(
-        "    -> warehouse: ship {} line(s) of order {order_id}",
+        "    [worker] warehouse: ship {} line(s) of order {order_id}",
         lines.len()
     );
     Ok(())
@@ -87,7 +91,7 @@ impl Order {
         self.status = Status::Processed;
         send_confirmation_email::enqueue(self.id)?;
         notify_warehouse::intent(self.id, self.lines.clone())
-            .delay(Duration::from_secs(60))
+            .delay(Duration::from_secs(1))
             .queue("warehouse")
             .enqueue()?;
         if self.lines.is_empty() {
@@ -122,11 +126,27 @@ async fn backfill(orders: Vec<Order>) -> Result<usize, CheckoutError> {
     Ok(count)
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Defaults for every scope from the environment (AIRLOCK_BLOCK_TASKS, ...).
-    // A misspelt task name fails here, with the closest registered names.
-    airlock::configure(Config::from_env()?)?;
+    // The embedded queue: a SQLite file, no server. Every scope below that
+    // flushes writes its intents into it as jobs.
+    let path = std::env::temp_dir().join(format!("airlock-quickstart-{}.db", std::process::id()));
+    let queue = SqliteQueue::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the queue: {e}"))?;
+    let result = run(&queue).await;
+    queue.pool().close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    result
+}
+
+async fn run(queue: &SqliteQueue) -> anyhow::Result<()> {
+    // Defaults for every scope from the environment (AIRLOCK_BLOCK_TASKS, ...),
+    // and the queue as the executor. A misspelt task name fails here, with the
+    // closest registered names.
+    airlock::configure(Config::from_env()?.executor(queue.clone()))?;
 
     println!("1. Outside any scope, enqueue is an error, never a silent dispatch:");
     let mut stray = Order::new(1, &["mug"]);
@@ -135,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n2. A successful checkout flushes after the handler returns:");
     let order = checkout(Order::new(2, &["mug", "tea"])).await?;
     assert_eq!(order.status, Status::Processed);
+    println!("    queued jobs: {}", pending(queue).await?);
 
     println!("\n3. A failing checkout discards what it enqueued before failing:");
     match checkout(Order::new(3, &[])).await {
@@ -191,7 +212,73 @@ async fn main() -> anyhow::Result<()> {
         "    outer scope flushed: dispatched {:?}",
         report.dispatched()
     );
+
+    println!("\n7. A database transaction: the order row and its jobs commit together:");
+    let pool = queue.pool();
+    sqlx::query("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, lines INTEGER)")
+        .execute(pool)
+        .await?;
+    for (id, skus) in [(8, vec!["mug"]), (9, vec![])] {
+        // Co-commit: on commit the jobs are written into this same transaction.
+        let result = airlock::tx::co_commit(pool.begin().await?)
+            .run(move |tx| {
+                Box::pin(async move {
+                    let mut order = Order::new(id, &skus);
+                    sqlx::query("INSERT INTO orders (id, lines) VALUES (?, ?)")
+                        .bind(id as i64)
+                        .bind(order.lines.len() as i64)
+                        .execute(&mut **tx)
+                        .await?;
+                    order.process()?;
+                    Ok::<_, anyhow::Error>(())
+                })
+            })
+            .await;
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE id = ?")
+            .bind(id as i64)
+            .fetch_one(pool)
+            .await?;
+        match result {
+            Ok(()) => println!("    order {id}: committed ({rows} row) with its jobs"),
+            Err(error) => println!("    order {id}: {error}; rolled back ({rows} rows), no jobs"),
+        }
+    }
+    println!("    queued jobs: {}", pending(queue).await?);
+
+    println!("\n8. A worker drains the queue (here in the same process):");
+    let workers = [queue.monitor(WorkerOptions::new("quickstart")), {
+        queue.monitor(WorkerOptions::new("quickstart-warehouse").queue("warehouse"))
+    }];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let drained = async {
+        while pending(queue).await.unwrap_or(0) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    };
+    let [email_workers, warehouse_workers] = workers;
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let warehouse = tokio::spawn(warehouse_workers.run_with_signal(async move {
+        stopped.notified().await;
+        Ok(())
+    }));
+    email_workers.run_with_signal(drained).await?;
+    stop.notify_one();
+    warehouse.await??;
+    let left = pending(queue).await?;
+    println!("    done; jobs left: {left}");
+    anyhow::ensure!(left == 0, "the worker did not drain the queue");
     Ok(())
+}
+
+/// Jobs not finished yet.
+async fn pending(queue: &SqliteQueue) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE status NOT IN ('Done', 'Killed')")
+            .fetch_one(queue.pool())
+            .await?,
+    )
 }
 
 /// Puts the policies the settings describe on one scope.
