@@ -8,15 +8,23 @@
 //!
 //! Backends, each behind its own cargo feature:
 //! * `apalis-sqlite`: [`SqliteQueue`], an embedded file-backed queue.
+//! * `apalis-postgres`: [`PostgresQueue`], a PostgreSQL queue that worker
+//!   processes on any machine consume.
 
+#[cfg(feature = "apalis-postgres")]
+mod postgres;
 #[cfg(feature = "apalis-sqlite")]
 mod sqlite;
 
+#[cfg(feature = "apalis-postgres")]
+pub use postgres::PostgresQueue;
 #[cfg(feature = "apalis-sqlite")]
 pub use sqlite::SqliteQueue;
 
 /// The apalis crates airlock is built against, so workers use the same versions.
 pub use apalis;
+#[cfg(feature = "apalis-postgres")]
+pub use apalis_postgres;
 #[cfg(feature = "apalis-sqlite")]
 pub use apalis_sqlite;
 

@@ -1,0 +1,200 @@
+//! The server queue: apalis-postgres, jobs in the `apalis.jobs` table of a
+//! PostgreSQL database that any number of worker processes consume.
+
+use std::fmt;
+
+use apalis_postgres::{Config as PostgresConfig, PgConnection, PgPool, PgTask, PostgresStorage};
+
+use crate::error::BoxError;
+use crate::executor::{DispatchError, Executor};
+use crate::intent::Intent;
+use crate::queue::{to_task, DEFAULT_QUEUE};
+use crate::task::BoxFuture;
+use crate::worker::WorkerOptions;
+use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
+
+/// Pushes each flush to an apalis PostgreSQL queue in one transaction, in FIFO
+/// order.
+///
+/// Intents without [`queue`](crate::IntentBuilder::queue) go to
+/// [`DEFAULT_QUEUE`] (`"airlock"`). Each queue of a flush is one multi-row
+/// `INSERT` (apalis's `push_tasks`), and all of them commit together. Dispatch
+/// needs an async scope (`#[airlock::scoped] async fn`,
+/// [`scope_async`](crate::scope_async)): the push is I/O.
+///
+/// The database needs the `hstore` extension (apalis stores job metadata in
+/// it): [`new`](Self::new) creates it if missing, which takes a role allowed
+/// to (a superuser, or the database owner since PostgreSQL 13).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), airlock::BoxError> {
+/// use airlock::queue::PostgresQueue;
+///
+/// let queue = PostgresQueue::connect("postgres://app@localhost/app").await?;
+/// airlock::configure(airlock::Config::new().executor(queue))?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresQueue {
+    pool: PgPool,
+}
+
+// apalis's `PostgresStorage` has no `Debug`, and the pool's says nothing useful.
+impl fmt::Debug for PostgresQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresQueue").finish_non_exhaustive()
+    }
+}
+
+impl PostgresQueue {
+    /// Uses `pool`, creating the `hstore` extension and the queue tables (the
+    /// `apalis` schema, apalis migrations) if needed.
+    ///
+    /// # Errors
+    /// The database error if the extension cannot be created (the role lacks
+    /// the right: have an administrator run `CREATE EXTENSION hstore` once) or
+    /// the migrations fail.
+    pub async fn new(pool: PgPool) -> Result<Self, BoxError> {
+        ensure_hstore(&pool).await?;
+        PostgresStorage::setup(&pool).await?;
+        Ok(PostgresQueue { pool })
+    }
+
+    /// Connects to the database at `url` (`postgres://user:password@host/db`)
+    /// and sets it up as [`new`](Self::new) does.
+    ///
+    /// # Errors
+    /// The database error if it cannot be reached or set up.
+    pub async fn connect(url: &str) -> Result<Self, BoxError> {
+        Self::new(PgPool::connect(url).await?).await
+    }
+
+    /// The connection pool, e.g. to start a [`worker`](crate::worker) on it or
+    /// to begin the transaction a flush commits with.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The apalis storage for one queue name, consuming or producing
+    /// `serde_json::Value` jobs (the shape [`worker::handle`](crate::worker::handle)
+    /// reads).
+    pub fn storage(&self, queue: &str) -> PostgresStorage<serde_json::Value> {
+        // Explicit: apalis would otherwise name the queue after the Rust type.
+        PostgresStorage::new(&self.pool).with_config(PostgresConfig::default().queue(queue))
+    }
+
+    /// A supervised apalis monitor running `options.workers` workers on this
+    /// queue; run it with `.run().await` or `.run_with_signal(ctrl_c())`.
+    ///
+    /// Any number of processes may run workers on the same queue: each job is
+    /// claimed by one worker (`FOR UPDATE SKIP LOCKED`).
+    ///
+    /// ```no_run
+    /// # async fn run(queue: airlock::queue::PostgresQueue) -> Result<(), airlock::BoxError> {
+    /// use airlock::worker::WorkerOptions;
+    ///
+    /// queue
+    ///     .monitor(WorkerOptions::new("checkout").workers(2))
+    ///     .run_with_signal(tokio::signal::ctrl_c())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn monitor(&self, options: WorkerOptions) -> Monitor {
+        let queue = self.clone();
+        let monitor = options.monitor();
+        monitor.register_n(options.workers, move |index, _restarts| {
+            let storage = queue
+                .storage(&options.queue)
+                .poll_with_interval(options.poll_interval);
+            WorkerBuilder::new(options.worker_name(index))
+                .backend(storage)
+                .concurrency(options.concurrency)
+                .build(crate::worker::handle)
+        })
+    }
+
+    /// Writes `intents` as jobs through `connection`, one multi-row `INSERT`
+    /// per queue, without committing: inside a caller's transaction this is
+    /// co-commit (the jobs exist if and only if the transaction commits).
+    ///
+    /// A failed statement aborts the surrounding transaction, as any
+    /// PostgreSQL error does: the caller has to roll back.
+    pub(crate) async fn push(
+        connection: &mut PgConnection,
+        intents: &[Intent],
+    ) -> Result<(), BoxError> {
+        // Encode everything first: an encoding error writes nothing.
+        let mut batches: Vec<(&str, Vec<PgTask>)> = Vec::new();
+        for intent in intents {
+            let queue = intent.options().queue.as_deref().unwrap_or(DEFAULT_QUEUE);
+            let task = to_task(intent)?;
+            match batches.iter_mut().find(|(q, _)| *q == queue) {
+                Some((_, tasks)) => tasks.push(task),
+                None => batches.push((queue, vec![task])),
+            }
+        }
+        for (queue, tasks) in batches {
+            apalis_postgres::queries::push_tasks(&mut *connection, queue, tasks).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the `hstore` extension apalis's migrations and pushes need, unless
+/// it exists: a separate step so a missing right gets its own clear error.
+async fn ensure_hstore(pool: &PgPool) -> Result<(), BoxError> {
+    use sqlx::Executor as _;
+
+    let Err(error) = pool.execute("CREATE EXTENSION IF NOT EXISTS hstore").await else {
+        return Ok(());
+    };
+    // Two processes creating it at once: one of them loses the race with a
+    // unique violation although the extension now exists.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'hstore')")
+            .fetch_one(pool)
+            .await?;
+    if exists {
+        return Ok(());
+    }
+    Err(format!(
+        "the apalis PostgreSQL queue needs the hstore extension, and creating it failed \
+         ({error}); have a role allowed to create extensions run `CREATE EXTENSION hstore` \
+         in this database once"
+    )
+    .into())
+}
+
+impl Executor for PostgresQueue {
+    fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
+        Err(DispatchError::stopped_at(
+            0,
+            "PostgresQueue pushes with async I/O and cannot dispatch from a synchronous scope; \
+             flush from an async scope (#[airlock::scoped] async fn, airlock::scope_async)",
+            intents,
+        ))
+    }
+
+    /// One PostgreSQL transaction for the whole flush: every intent is queued,
+    /// or none is and all are handed back in the error.
+    fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
+        Box::pin(async move {
+            let pushed: Result<(), BoxError> = async {
+                let mut tx = self.pool.begin().await?;
+                Self::push(&mut tx, &intents).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            .await;
+            match pushed {
+                Ok(()) => Ok(()),
+                Err(error) => Err(DispatchError::stopped_at(
+                    0,
+                    format!("pushing to the PostgreSQL queue failed; nothing was queued: {error}"),
+                    intents,
+                )),
+            }
+        })
+    }
+}
