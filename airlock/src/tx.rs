@@ -101,6 +101,19 @@ impl CoCommitDatabase for sqlx::Sqlite {
     }
 }
 
+#[cfg(feature = "apalis-postgres")]
+impl sealed::Sealed for sqlx::Postgres {}
+
+#[cfg(feature = "apalis-postgres")]
+impl CoCommitDatabase for sqlx::Postgres {
+    fn __push<'c>(
+        connection: &'c mut Self::Connection,
+        intents: &'c [Intent],
+    ) -> BoxFuture<'c, Result<(), BoxError>> {
+        Box::pin(crate::queue::PostgresQueue::push(connection, intents))
+    }
+}
+
 /// Starts an [after-commit](Durability::AfterCommit) scope on `tx` with the
 /// default settings (see [`Scope::after_commit`] to name it or give it a
 /// policy or executor).
