@@ -155,6 +155,8 @@ mod registry;
 pub mod scope;
 mod task;
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
 #[cfg(feature = "sqlx")]
 pub mod tx;
 #[cfg(feature = "_queue")]

@@ -1,0 +1,153 @@
+//! Transaction scopes on a real PostgreSQL server: co-commit writes the jobs
+//! into the caller's transaction; rollback and failed commits leave nothing.
+#![cfg(feature = "apalis-postgres")]
+
+use airlock::queue::PostgresQueue;
+use airlock::{DiscardReason, Durability, Error, Fate, InProcess, Scope};
+use airlock_tests::{record, runs, tag};
+use sqlx::PgPool;
+
+/// A fresh database with the queue tables, a customer and an `orders` table
+/// whose foreign key is checked at commit time (so a commit can really fail).
+async fn database() -> Option<PgPool> {
+    let server = airlock_tests::servers::postgres::postgres()?;
+    let url = server.fresh_database().await;
+    let queue = PostgresQueue::connect(&url)
+        .await
+        .expect("the database opens");
+    let pool = queue.pool().clone();
+    for statement in [
+        "CREATE TABLE customers (id BIGINT PRIMARY KEY)",
+        "CREATE TABLE orders (id BIGSERIAL PRIMARY KEY, customer BIGINT NOT NULL \
+         REFERENCES customers(id) DEFERRABLE INITIALLY DEFERRED)",
+        "INSERT INTO customers (id) VALUES (1)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    Some(pool)
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn insert_order(conn: &mut sqlx::PgConnection, customer: i64) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO orders (customer) VALUES ($1)")
+        .bind(customer)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn co_commit_commits_the_jobs_with_the_data() {
+    let Some(pool) = database().await else { return };
+    let t = tag("pg-co-commit");
+    let tc = t.clone();
+    let tx = airlock::tx::co_commit(pool.begin().await.unwrap());
+    assert_eq!(tx.durability(), Durability::CoCommit);
+    let handle = tx.handle();
+    tx.run(|tx| {
+        Box::pin(async move {
+            insert_order(tx, 1).await?;
+            record::enqueue(tc.clone(), 1)?;
+            record::intent(tc, 2).queue("other").enqueue()?;
+            Ok::<_, airlock::BoxError>(())
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM orders").await, 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM apalis.jobs").await, 2);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = 'other'"
+        )
+        .await,
+        1,
+        "each intent lands in its own queue"
+    );
+    assert!(handle.records().iter().all(|r| r.fate == Fate::Dispatched));
+    assert!(runs(&t).is_empty(), "queued, not run in process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_and_failed_commits_leave_neither_data_nor_jobs() {
+    let Some(pool) = database().await else { return };
+    for durability in [Durability::AfterCommit, Durability::CoCommit] {
+        let t = tag("pg-rollback");
+        // The body fails: rolled back.
+        let tc = t.clone();
+        let tx = pool.begin().await.unwrap();
+        let scope = Scope::new().executor(InProcess);
+        let tx = match durability {
+            Durability::AfterCommit => scope.after_commit(tx),
+            _ => scope.co_commit(tx),
+        };
+        let rolled_back = tx.handle();
+        let result: Result<(), airlock::BoxError> = tx
+            .run(|tx| {
+                Box::pin(async move {
+                    insert_order(tx, 1).await?;
+                    record::enqueue(tc, 1)?;
+                    Err("payment declined".into())
+                })
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(
+            rolled_back.discard_reason(),
+            Some(DiscardReason::RolledBack)
+        );
+
+        // The commit itself fails (customer 99 does not exist).
+        let tx = pool.begin().await.unwrap();
+        let scope = Scope::new().executor(InProcess);
+        let mut tx = match durability {
+            Durability::AfterCommit => scope.after_commit(tx),
+            _ => scope.co_commit(tx),
+        };
+        insert_order(&mut tx, 99).await.unwrap();
+        tx.bind(async { record::enqueue(t.clone(), 2) })
+            .await
+            .unwrap();
+        let error = tx.commit().await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::Transaction {
+                    action: "commit",
+                    ..
+                }
+            ),
+            "{durability}: {error}"
+        );
+
+        assert_eq!(count(&pool, "SELECT COUNT(*) FROM orders").await, 0);
+        assert_eq!(count(&pool, "SELECT COUNT(*) FROM apalis.jobs").await, 0);
+        assert!(runs(&t).is_empty(), "{durability}: nothing ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_commit_runs_only_after_the_postgres_commit() {
+    let Some(pool) = database().await else { return };
+    let t = tag("pg-after-commit");
+    let tc = t.clone();
+    let before = Scope::new()
+        .executor(InProcess)
+        .after_commit(pool.begin().await.unwrap())
+        .run(|tx| {
+            Box::pin(async move {
+                insert_order(tx, 1).await?;
+                record::enqueue(tc.clone(), 3)?;
+                Ok::<_, airlock::BoxError>(runs(&tc))
+            })
+        })
+        .await
+        .unwrap();
+    assert!(before.is_empty());
+    assert_eq!(runs(&t), ["record(3)"]);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM orders").await, 1);
+}

@@ -1,0 +1,299 @@
+//! Request scopes for [tower](https://docs.rs/tower) services and axum
+//! routers (feature `tower`).
+//!
+//! [`AirlockLayer`] runs every request in its own scope. The scope is entered
+//! on every poll of the handler's future, so it is correct on tokio's
+//! multi-thread runtime, where a request may move between threads at each
+//! `.await`. When the response is ready its status decides:
+//!
+//! * `1xx`, `2xx`, `3xx`: the intents are flushed (dispatched before the
+//!   response is handed on, so a queue has them before the client sees
+//!   success);
+//! * `4xx`, `5xx`, an error from the service, a panic in the handler (with or
+//!   without `tower_http::catch_panic` outside this layer), or a request
+//!   future dropped because the client went away: the intents are discarded.
+//!
+//! Override the rule with [`AirlockLayer::flush_when`] (a closure or a
+//! [`FlushRule`]). Policy, executor and name come from the global
+//! configuration unless given through [`AirlockLayer::with_scope`]. The
+//! request's [`ScopeHandle`] is in its extensions (axum:
+//! `Extension<airlock::ScopeHandle>`), and [`current()`](crate::current) works
+//! anywhere inside the handler.
+//!
+//! A handler that opens a [transaction scope](crate::tx) inside the request
+//! scope lets the transaction decide its own intents: co-commit keeps them
+//! even if the client disconnects after the commit; a pure request scope
+//! would discard them with the dropped request.
+//!
+//! ```
+//! use airlock::tower::AirlockLayer;
+//! use axum::{routing::post, Router};
+//!
+//! #[airlock::task]
+//! fn send_confirmation_email(order_id: u64) {
+//!     println!("email for order {order_id}");
+//! }
+//!
+//! async fn checkout() -> Result<&'static str, axum::http::StatusCode> {
+//!     send_confirmation_email::enqueue(42)
+//!         .map_err(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR)?;
+//!     Ok("ordered") // 200: the email is dispatched
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/checkout", post(checkout))
+//!     .layer(AirlockLayer::new());
+//! # let _ = app;
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response, Uri};
+use pin_project_lite::pin_project;
+
+use crate::error::Error;
+use crate::flush::FlushReport;
+use crate::scope::{ActiveScope, DiscardReason, Scope, ScopeHandle};
+use crate::task::BoxFuture;
+
+/// What a [`FlushRule`] may look at of the request (captured before the
+/// handler consumes it).
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The request method.
+    pub method: Method,
+    /// The request URI.
+    pub uri: Uri,
+}
+
+/// Decides, from the request and the response head, whether a request's
+/// intents are flushed (`true`) or discarded.
+pub trait FlushRule: Send + Sync + 'static {
+    /// Whether to flush for this response.
+    fn should_flush(&self, request: &RequestHead, response: &http::response::Parts) -> bool;
+}
+
+/// The default rule: flush on `1xx`–`3xx`, discard on `4xx` and `5xx`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatusRule;
+
+impl FlushRule for StatusRule {
+    fn should_flush(&self, _request: &RequestHead, response: &http::response::Parts) -> bool {
+        !(response.status.is_client_error() || response.status.is_server_error())
+    }
+}
+
+impl<F> FlushRule for F
+where
+    F: Fn(&RequestHead, &http::response::Parts) -> bool + Send + Sync + 'static,
+{
+    fn should_flush(&self, request: &RequestHead, response: &http::response::Parts) -> bool {
+        self(request, response)
+    }
+}
+
+/// A tower [`Layer`](tower_layer::Layer) that gives every request its own
+/// scope; see the [module docs](self).
+#[derive(Clone)]
+pub struct AirlockLayer {
+    scope: Scope,
+    rule: Arc<dyn FlushRule>,
+}
+
+impl fmt::Debug for AirlockLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AirlockLayer")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AirlockLayer {
+    fn default() -> Self {
+        AirlockLayer::new()
+    }
+}
+
+impl AirlockLayer {
+    /// Request scopes with every setting from the global configuration and
+    /// the [`StatusRule`].
+    pub fn new() -> Self {
+        AirlockLayer::with_scope(Scope::new().name("request"))
+    }
+
+    /// Request scopes built from `scope` (its policies, executor, behaviour
+    /// and name), started afresh for each request.
+    pub fn with_scope(scope: Scope) -> Self {
+        AirlockLayer {
+            scope,
+            rule: Arc::new(StatusRule),
+        }
+    }
+
+    /// Replaces the flush rule: a [`FlushRule`] or a closure
+    /// `|request: &RequestHead, response: &http::response::Parts| -> bool`.
+    pub fn flush_when(mut self, rule: impl FlushRule) -> Self {
+        self.rule = Arc::new(rule);
+        self
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AirlockLayer {
+    type Service = AirlockService<S>;
+
+    fn layer(&self, inner: S) -> AirlockService<S> {
+        AirlockService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`AirlockLayer`] wraps around another.
+#[derive(Clone, Debug)]
+pub struct AirlockService<S> {
+    inner: S,
+    layer: AirlockLayer,
+}
+
+impl<S, B, ResBody> tower_service::Service<Request<B>> for AirlockService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let scope = self.layer.scope.clone().start();
+        let handle = scope.handle();
+        let head = RequestHead {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+        };
+        request.extensions_mut().insert(handle.clone());
+        let future = handle.in_scope(|| self.inner.call(request));
+        ResponseFuture {
+            future,
+            handle,
+            scope: RequestScope(Some(scope)),
+            head,
+            rule: Arc::clone(&self.layer.rule),
+            flushing: None,
+        }
+    }
+}
+
+/// Discards the request's intents if the request future is dropped before
+/// the response was ready (the client went away).
+struct RequestScope(Option<ActiveScope>);
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        if let Some(scope) = self.0.take() {
+            tracing::debug!(target: "airlock::tower", scope = %scope.info(), "request dropped before its response; intents discarded");
+            scope.discard_with(DiscardReason::Cancelled);
+        }
+    }
+}
+
+type Flushing<ResBody> = (
+    BoxFuture<'static, Result<FlushReport, Error>>,
+    Option<Response<ResBody>>,
+);
+
+pin_project! {
+    /// The response future of [`AirlockService`].
+    pub struct ResponseFuture<F, ResBody> {
+        #[pin]
+        future: F,
+        handle: ScopeHandle,
+        scope: RequestScope,
+        head: RequestHead,
+        rule: Arc<dyn FlushRule>,
+        flushing: Option<Flushing<ResBody>>,
+    }
+}
+
+impl<F, ResBody> fmt::Debug for ResponseFuture<F, ResBody> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("scope", self.handle.info())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F, ResBody>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some((flush, response)) = this.flushing.as_mut() {
+            let report = std::task::ready!(flush.as_mut().poll(cx));
+            if let Err(error) = report {
+                // The response already exists (and any transaction committed):
+                // report the lost dispatch loudly rather than fail the request.
+                tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
+            }
+            let response = response.take().expect("polled after completion");
+            return Poll::Ready(Ok(response));
+        }
+
+        let future = this.future;
+        let polled = {
+            let _entered = this.handle.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+        };
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result,
+            Err(panic) => {
+                if let Some(scope) = this.scope.0.take() {
+                    scope.discard_with(DiscardReason::Panic);
+                }
+                std::panic::resume_unwind(panic);
+            }
+        };
+        let scope = this.scope.0.take().expect("polled after completion");
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                scope.discard_with(DiscardReason::Error);
+                return Poll::Ready(Err(error));
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let flush = this.rule.should_flush(this.head, &parts);
+        let response = Response::from_parts(parts, body);
+        if !flush {
+            let reason = format!("the response was {}", response.status());
+            scope.discard_with(DiscardReason::Requested(reason.into()));
+            return Poll::Ready(Ok(response));
+        }
+        let mut flush: BoxFuture<'static, _> = Box::pin(scope.flush_async());
+        match flush.as_mut().poll(cx) {
+            Poll::Ready(report) => {
+                if let Err(error) = report {
+                    tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
+                }
+                Poll::Ready(Ok(response))
+            }
+            Poll::Pending => {
+                *this.flushing = Some((flush, Some(response)));
+                Poll::Pending
+            }
+        }
+    }
+}
