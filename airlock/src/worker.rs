@@ -8,22 +8,36 @@
 //! * A job that is not a valid envelope, names an unknown task, or carries
 //!   undecodable arguments can never succeed: it is aborted (not retried) with
 //!   an error that says why.
-//! * A task error or panic fails the job; the queue retries it up to its
-//!   `max_attempts`.
+//! * A task error or panic fails the job, and the queue retries it.
+//! * The worker itself enforces the job's attempt budget: a failure on attempt
+//!   `max_attempts` (the envelope's, else
+//!   [`DEFAULT_MAX_ATTEMPTS`](crate::queue::DEFAULT_MAX_ATTEMPTS)) or later
+//!   aborts the job with an error saying its attempts are exhausted. A job with
+//!   `max_attempts = 3` therefore runs at most 3 times on every backend: the
+//!   SQL backends count attempts in the row and would stop there anyway (the
+//!   last failure is now `Killed` rather than `Failed`), while apalis-redis
+//!   ignores a task's `max_attempts` and would retry up to 25 times.
 
-use apalis::prelude::{AbortError, BoxDynError};
+use std::fmt;
+
+use apalis::prelude::{AbortError, Attempt, BoxDynError};
 
 use crate::envelope::Envelope;
+use crate::error::BoxError;
+use crate::queue::DEFAULT_MAX_ATTEMPTS;
 
 /// The apalis handler: runs one job carrying an airlock envelope.
 ///
 /// Use it with apalis's `WorkerBuilder` on a storage of `serde_json::Value`:
 /// `WorkerBuilder::new("airlock-1").backend(storage).build(airlock::worker::handle)`.
+/// apalis passes the job's [`Attempt`] (1 on the first run): a failure on the
+/// job's last allowed attempt aborts it instead of leaving it to the backend's
+/// retry policy.
 ///
 /// # Errors
-/// An [`AbortError`] for a job that can never succeed; the task's own error
-/// (or panic message) otherwise.
-pub async fn handle(job: serde_json::Value) -> Result<(), BoxDynError> {
+/// An [`AbortError`] for a job that can never succeed, or that failed on its
+/// last allowed attempt; the task's own error (or panic message) otherwise.
+pub async fn handle(job: serde_json::Value, attempt: Attempt) -> Result<(), BoxDynError> {
     let intent = Envelope::from_value(job)
         .and_then(Envelope::into_intent)
         .map_err(|error| -> BoxDynError {
@@ -31,10 +45,56 @@ pub async fn handle(job: serde_json::Value) -> Result<(), BoxDynError> {
             Box::new(AbortError::new(error))
         })?;
     let task = intent.name();
-    crate::executor::run_intent(intent).await.map_err(|error| {
-        tracing::warn!(target: "airlock::worker", task, %error, "task failed");
-        error
-    })
+    let max_attempts = intent
+        .options()
+        .max_attempts
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    let Err(error) = crate::executor::run_intent(intent).await else {
+        return Ok(());
+    };
+    // Read after the run: apalis counts the attempt when the job starts.
+    let attempt = attempt.current();
+    if attempt >= max_attempts as usize {
+        tracing::error!(
+            target: "airlock::worker",
+            task, attempt, max_attempts, %error,
+            "task failed on its last attempt; the job is aborted"
+        );
+        return Err(Box::new(AbortError::new(AttemptsExhausted {
+            task,
+            attempt,
+            max_attempts,
+            error,
+        })));
+    }
+    tracing::warn!(target: "airlock::worker", task, attempt, max_attempts, %error, "task failed");
+    Err(error)
+}
+
+/// A task failed on its last allowed attempt.
+#[derive(Debug)]
+struct AttemptsExhausted {
+    task: &'static str,
+    attempt: usize,
+    max_attempts: u32,
+    error: BoxError,
+}
+
+impl fmt::Display for AttemptsExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "task `{}` failed on attempt {} and its attempts are exhausted (max_attempts {}); \
+             it will not be retried: {}",
+            self.task, self.attempt, self.max_attempts, self.error
+        )
+    }
+}
+
+impl std::error::Error for AttemptsExhausted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.error)
+    }
 }
 
 /// How to run the workers of one process on a queue: how many, how many jobs
@@ -113,3 +173,4 @@ impl WorkerOptions {
         })
     }
 }
+
