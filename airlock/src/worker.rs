@@ -17,10 +17,19 @@
 //!   SQL backends count attempts in the row and would stop there anyway (the
 //!   last failure is now `Killed` rather than `Failed`), while apalis-redis
 //!   ignores a task's `max_attempts` and would retry up to 25 times.
+//! * apalis stops a worker when a job's bytes do not decode, and the job stays
+//!   claimed by the dead worker until orphan recovery hands it to the next one:
+//!   one bad payload would stall the queue. Workers read jobs with
+//!   [`JobCodec`], which turns a payload that is not JSON into a job the
+//!   handler aborts.
 
 use std::fmt;
 
-use apalis::prelude::{AbortError, Attempt, BoxDynError};
+use std::task::{Context, Poll};
+
+use apalis::prelude::{
+    AbortError, Attempt, BoxDynError, Codec, IntervalStrategy, PollSnapshot, PollStrategy,
+};
 
 use crate::envelope::Envelope;
 use crate::error::BoxError;
@@ -38,6 +47,12 @@ use crate::queue::DEFAULT_MAX_ATTEMPTS;
 /// An [`AbortError`] for a job that can never succeed, or that failed on its
 /// last allowed attempt; the task's own error (or panic message) otherwise.
 pub async fn handle(job: serde_json::Value, attempt: Attempt) -> Result<(), BoxDynError> {
+    if let Some(reason) = undecodable_reason(&job) {
+        tracing::error!(target: "airlock::worker", reason, "job aborted: its payload is not JSON");
+        return Err(Box::new(AbortError::new(format!(
+            "the job's payload is not JSON, so it is not an airlock envelope: {reason}"
+        ))));
+    }
     let intent = Envelope::from_value(job)
         .and_then(Envelope::into_intent)
         .map_err(|error| -> BoxDynError {
@@ -69,6 +84,48 @@ pub async fn handle(job: serde_json::Value, attempt: Attempt) -> Result<(), BoxD
     }
     tracing::warn!(target: "airlock::worker", task, attempt, max_attempts, %error, "task failed");
     Err(error)
+}
+
+/// The field [`JobCodec`] puts the decoding error under.
+const UNDECODABLE: &str = "airlock.undecodable";
+
+fn undecodable_reason(job: &serde_json::Value) -> Option<&str> {
+    job.as_object()
+        .filter(|fields| fields.len() == 1)?
+        .get(UNDECODABLE)?
+        .as_str()
+}
+
+/// The codec airlock's workers read jobs with: JSON, except that bytes that
+/// are not JSON decode to a job [`handle`] aborts, instead of an error that
+/// stops the worker.
+///
+/// Use it on any apalis storage whose jobs are JSON bytes (`Vec<u8>`) when
+/// building your own worker: `storage.with_codec(JobCodec)` (apalis's
+/// `BackendExt`). The backends' own `monitor`s already do.
+///
+/// ```
+/// use airlock::queue::apalis::prelude::Codec;
+/// use airlock::worker::JobCodec;
+///
+/// let job: serde_json::Value = JobCodec.decode(&b"\xffnot json".to_vec()).unwrap();
+/// assert!(job.get("v").is_none(), "not an envelope: the handler aborts it");
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobCodec;
+
+impl Codec<serde_json::Value> for JobCodec {
+    type Error = serde_json::Error;
+    type Compact = Vec<u8>;
+
+    fn encode(&self, job: &serde_json::Value) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(job)
+    }
+
+    fn decode(&self, bytes: &Vec<u8>) -> Result<serde_json::Value, serde_json::Error> {
+        Ok(serde_json::from_slice(bytes)
+            .unwrap_or_else(|error| serde_json::json!({ UNDECODABLE: error.to_string() })))
+    }
 }
 
 /// A task failed on its last allowed attempt.
@@ -155,6 +212,13 @@ impl WorkerOptions {
         self
     }
 
+    /// How an idle worker polls: every `poll_interval`. Use it in place of
+    /// apalis's `poll_with_interval`, which can miss its next tick (see
+    /// [`PollEvery`]).
+    pub(crate) fn poll_strategy(&self) -> PollEvery {
+        PollEvery(IntervalStrategy::new(self.poll_interval))
+    }
+
     /// The name of worker `index` in this process.
     pub fn worker_name(&self, index: usize) -> String {
         format!("{}-{}-{index}", self.name, std::process::id())
@@ -174,3 +238,78 @@ impl WorkerOptions {
     }
 }
 
+/// apalis's interval strategy, fixed so an idle worker really polls on every
+/// tick.
+///
+/// When its delay fires, apalis 1.0's `IntervalStrategy` arms the next delay
+/// without polling it, so no timer holds the worker's waker. If the fetch that
+/// tick triggers completes within the same poll (its reply arrived while the
+/// delay was firing), the worker parks with nothing to wake it but its
+/// heartbeat, 30 s later. Polling the fresh delay once registers the waker.
+#[derive(Debug, Clone)]
+pub(crate) struct PollEvery(IntervalStrategy);
+
+impl PollStrategy for PollEvery {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, snapshot: &PollSnapshot) -> Poll<Option<()>> {
+        let tick = self.0.poll_drive(cx, snapshot);
+        if tick.is_ready() && self.0.poll_drive(cx, snapshot).is_ready() {
+            // A zero interval: the next tick is due at once, so poll again.
+            cx.waker().wake_by_ref();
+        }
+        tick
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Polls `strategy` until a tick is ready, with `waker`.
+    fn tick(strategy: &mut PollEvery, waker: &Waker) {
+        let mut cx = Context::from_waker(waker);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while strategy
+            .poll_drive(&mut cx, &PollSnapshot::new())
+            .is_pending()
+        {
+            assert!(Instant::now() < deadline, "the first tick never came");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_tick_arms_a_timer_that_wakes_the_worker_for_the_next_one() {
+        let mut strategy = WorkerOptions::new("t")
+            .poll_interval(Duration::from_millis(10))
+            .poll_strategy();
+        tick(&mut strategy, Waker::noop());
+        // The poll that saw the tick is the last one: nothing polls the
+        // strategy again unless its timer wakes this waker.
+        let flag = Arc::new(Flag::default());
+        tick(&mut strategy, &Waker::from(flag.clone()));
+        // Forget wakes that led to this tick: only the next one counts.
+        flag.0.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !flag.0.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "no timer woke the worker after a tick: it would sleep until its heartbeat"
+        );
+    }
+}

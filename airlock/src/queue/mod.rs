@@ -8,15 +8,23 @@
 //!
 //! Backends, each behind its own cargo feature:
 //! * `apalis-sqlite`: [`SqliteQueue`], an embedded file-backed queue.
+//! * `apalis-redis`: [`RedisQueue`], a Redis server shared by many processes;
+//!   no co-commit (dispatch after your transaction commits), priority ignored.
 
+#[cfg(feature = "apalis-redis")]
+mod redis;
 #[cfg(feature = "apalis-sqlite")]
 mod sqlite;
 
+#[cfg(feature = "apalis-redis")]
+pub use redis::RedisQueue;
 #[cfg(feature = "apalis-sqlite")]
 pub use sqlite::SqliteQueue;
 
 /// The apalis crates airlock is built against, so workers use the same versions.
 pub use apalis;
+#[cfg(feature = "apalis-redis")]
+pub use apalis_redis;
 #[cfg(feature = "apalis-sqlite")]
 pub use apalis_sqlite;
 
