@@ -9,15 +9,21 @@
 //! Backends, each behind its own cargo feature:
 //! * `apalis-sqlite`: [`SqliteQueue`], an embedded file-backed queue.
 //! * `apalis-postgres`: [`PostgresQueue`], a PostgreSQL queue that worker
-//!   processes on any machine consume.
+//!   processes on any machine consume; co-commit inside your transaction.
+//! * `apalis-redis`: [`RedisQueue`], a Redis server shared by many processes;
+//!   no co-commit (dispatch after your transaction commits), priority ignored.
 
 #[cfg(feature = "apalis-postgres")]
 mod postgres;
+#[cfg(feature = "apalis-redis")]
+mod redis;
 #[cfg(feature = "apalis-sqlite")]
 mod sqlite;
 
 #[cfg(feature = "apalis-postgres")]
 pub use postgres::PostgresQueue;
+#[cfg(feature = "apalis-redis")]
+pub use redis::RedisQueue;
 #[cfg(feature = "apalis-sqlite")]
 pub use sqlite::SqliteQueue;
 
@@ -25,6 +31,8 @@ pub use sqlite::SqliteQueue;
 pub use apalis;
 #[cfg(feature = "apalis-postgres")]
 pub use apalis_postgres;
+#[cfg(feature = "apalis-redis")]
+pub use apalis_redis;
 #[cfg(feature = "apalis-sqlite")]
 pub use apalis_sqlite;
 

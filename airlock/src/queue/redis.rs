@@ -1,0 +1,243 @@
+//! The Redis queue: apalis-redis, a server-backed queue shared by any number
+//! of processes.
+//!
+//! Redis is not the database a request commits to, so a push cannot join the
+//! caller's transaction (no co-commit): dispatch to Redis **after** the commit,
+//! from the scope that wraps it. A crash between the commit and the push loses
+//! the flush; use the SQL queues when that matters.
+
+use std::fmt;
+
+use apalis::prelude::{BackendExt, Monitor, Task, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::{Config as RedisConfig, ConnectionManager, RedisStorage};
+
+use crate::error::BoxError;
+use crate::executor::{DispatchError, Executor};
+use crate::intent::Intent;
+use crate::queue::{to_task, DEFAULT_QUEUE};
+use crate::task::BoxFuture;
+use crate::worker::WorkerOptions;
+
+/// Pushes each flush to apalis-redis queues: one atomic script call per queue,
+/// in FIFO order.
+///
+/// Intents without [`queue`](crate::IntentBuilder::queue) go to
+/// [`DEFAULT_QUEUE`] (`"airlock"`), whose Redis keys are `airlock:*`.
+/// Dispatch needs an async scope (`#[airlock::scoped] async fn`,
+/// [`scope_async`](crate::scope_async)): the push is I/O.
+///
+/// What to know before choosing Redis:
+/// * **No co-commit.** Redis cannot take part in a SQL transaction. Flush to
+///   Redis after your transaction commits (nest the scope that dispatches
+///   around the one that commits, or flush after `commit()` returns), and
+///   accept that a crash in between loses that flush.
+/// * **Priority is ignored.** apalis-redis keeps every job in a sorted set by
+///   run time; [`priority`](crate::IntentBuilder::priority) has no effect.
+/// * **Attempts** are bounded by the worker
+///   ([`worker::handle`](crate::worker::handle)): apalis-redis itself would
+///   retry a failed job up to 25 times whatever its `max_attempts`. A retry
+///   runs `attempt` seconds after the failure.
+/// * **Schedules have one-second resolution**, and a worker sees a new job on
+///   its next poll ([`WorkerOptions::poll_interval`]): apalis-redis sends
+///   pushes through its scheduled set, which wakes no worker.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), airlock::BoxError> {
+/// use airlock::queue::RedisQueue;
+///
+/// let queue = RedisQueue::connect("redis://127.0.0.1:6379/").await?;
+/// airlock::configure(airlock::Config::new().executor(queue))?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisQueue {
+    conn: ConnectionManager,
+}
+
+impl fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisQueue").finish_non_exhaustive()
+    }
+}
+
+impl RedisQueue {
+    /// Uses `conn`, a multiplexed connection that reconnects by itself (clones
+    /// share it).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), airlock::BoxError> {
+    /// use airlock::queue::{apalis_redis, RedisQueue};
+    ///
+    /// let conn = apalis_redis::connect("redis://127.0.0.1:6379/").await?;
+    /// let queue = RedisQueue::new(conn);
+    /// # let _ = queue; Ok(()) }
+    /// ```
+    pub fn new(conn: ConnectionManager) -> Self {
+        RedisQueue { conn }
+    }
+
+    /// Connects to the Redis server at `url` (`redis://host:port/db`).
+    ///
+    /// # Errors
+    /// The Redis error if the URL is invalid or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, BoxError> {
+        Ok(Self::new(apalis_redis::connect(url).await?))
+    }
+
+    /// The connection, e.g. for your own commands or an apalis storage of
+    /// another type.
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
+    /// The apalis storage for one queue name (never apalis's default, a Rust
+    /// type name), to push raw jobs or build your own worker.
+    ///
+    /// ```no_run
+    /// # async fn run(queue: airlock::queue::RedisQueue) -> Result<(), airlock::BoxError> {
+    /// use airlock::queue::apalis::prelude::TaskSink;
+    ///
+    /// let mut storage = queue.storage("airlock");
+    /// storage.push(serde_json::json!({ "v": 1, "id": "01JD0000000000000000000000",
+    ///     "task": "send_email", "args": { "user_id": 7 } })).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn storage(&self, queue: &str) -> RedisStorage<serde_json::Value> {
+        RedisStorage::new(self.conn.clone()).with_config(config(queue))
+    }
+
+    /// A supervised apalis monitor running `options.workers` workers on this
+    /// queue; run it with `.run().await` or `.run_with_signal(ctrl_c())`.
+    ///
+    /// Workers poll every [`poll_interval`](WorkerOptions::poll_interval)
+    /// (apalis-redis pushes never wake them) and read jobs with
+    /// [`JobCodec`](crate::worker::JobCodec), so a payload that is not JSON is
+    /// aborted instead of stopping a worker with the job still claimed.
+    ///
+    /// ```no_run
+    /// # async fn run(queue: airlock::queue::RedisQueue) -> Result<(), airlock::BoxError> {
+    /// use airlock::worker::WorkerOptions;
+    ///
+    /// queue
+    ///     .monitor(WorkerOptions::new("checkout").workers(2))
+    ///     .run_with_signal(tokio::signal::ctrl_c())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn monitor(&self, options: WorkerOptions) -> Monitor {
+        let queue = self.clone();
+        let monitor = options.monitor();
+        monitor.register_n(options.workers, move |index, restarts| {
+            let storage = queue
+                .storage(&options.queue)
+                .poll_with_strategy(options.poll_strategy())
+                .with_codec(crate::worker::JobCodec);
+            WorkerBuilder::new(restart_name(options.worker_name(index), restarts))
+                .backend(storage)
+                .concurrency(options.concurrency)
+                .build(crate::worker::handle)
+        })
+    }
+
+    /// Pushes `tasks` to `queue` in one script call: all of them or none.
+    async fn push(&self, queue: &str, tasks: &[Task<Vec<u8>>]) -> Result<(), BoxError> {
+        let mut conn = self.conn.clone();
+        apalis_redis::queries::push_tasks(&mut conn, &config(queue), tasks).await?;
+        Ok(())
+    }
+}
+
+/// The config of one queue: apalis's defaults, with the queue named.
+fn config(queue: &str) -> RedisConfig {
+    RedisConfig::default().queue(queue)
+}
+
+/// A restarted worker takes a new name: apalis-redis refuses to register a
+/// name seen alive within the last few heartbeats, and a worker that stopped
+/// on an error never unregisters its name.
+fn restart_name(name: String, restarts: usize) -> String {
+    if restarts == 0 {
+        name
+    } else {
+        format!("{name}-restart{restarts}")
+    }
+}
+
+impl Executor for RedisQueue {
+    fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
+        Err(DispatchError::stopped_at(
+            0,
+            "RedisQueue pushes with async I/O and cannot dispatch from a synchronous scope; \
+             flush from an async scope (#[airlock::scoped] async fn, airlock::scope_async)",
+            intents,
+        ))
+    }
+
+    /// Encodes every intent first (an encoding error pushes nothing), then
+    /// pushes each queue's intents in one atomic script call, in FIFO order.
+    ///
+    /// Consecutive intents for the same queue form one push, so a flush to
+    /// one queue is one call; when queues interleave, each run of the same
+    /// queue is its own call. That keeps a failure exact: the runs already
+    /// pushed are reported dispatched, and every intent from the failed run
+    /// on is handed back, never attempted.
+    ///
+    /// A script runs atomically: no other client sees half a run. Two limits
+    /// of any network queue remain: if the connection drops after Redis ran
+    /// the script but before its reply arrived, that run is reported failed
+    /// although it was queued (a retry queues it again); and Redis does not
+    /// roll a script back, so an error raised inside it (a key of the wrong
+    /// type, say) leaves the jobs written before the error.
+    fn dispatch_async(&self, mut intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
+        Box::pin(async move {
+            let runs = match encode(&intents) {
+                Ok(runs) => runs,
+                Err(error) => {
+                    return Err(DispatchError::stopped_at(
+                        0,
+                        format!("encoding a job for Redis failed; nothing was queued: {error}"),
+                        intents,
+                    ))
+                }
+            };
+            let mut pushed = 0;
+            for (queue, tasks) in &runs {
+                if let Err(error) = self.push(queue, tasks).await {
+                    let rest = intents.split_off(pushed);
+                    return Err(DispatchError::stopped_at(
+                        pushed,
+                        format!(
+                            "pushing {} job(s) to the Redis queue `{queue}` failed; the {pushed} \
+                             intent(s) before them were queued, the {} from there on were not: \
+                             {error}",
+                            tasks.len(),
+                            rest.len(),
+                        ),
+                        rest,
+                    ));
+                }
+                pushed += tasks.len();
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Consecutive intents for one queue, as apalis tasks.
+type Run = (String, Vec<Task<Vec<u8>>>);
+
+/// The intents as apalis tasks, in runs of consecutive intents for the same
+/// queue.
+fn encode(intents: &[Intent]) -> Result<Vec<Run>, crate::Error> {
+    let mut runs: Vec<Run> = Vec::new();
+    for intent in intents {
+        let queue = intent.options().queue.as_deref().unwrap_or(DEFAULT_QUEUE);
+        let task = to_task(intent)?;
+        match runs.last_mut() {
+            Some((last, tasks)) if last == queue => tasks.push(task),
+            _ => runs.push((queue.to_owned(), vec![task])),
+        }
+    }
+    Ok(runs)
+}
