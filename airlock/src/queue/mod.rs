@@ -11,6 +11,9 @@
 //! * `apalis-postgres`: [`PostgresQueue`], a PostgreSQL queue that worker
 //!   processes on any machine consume.
 
+// Used by the PostgreSQL monitor; the SQLite one should use it too.
+#[cfg(feature = "apalis-postgres")]
+mod consume;
 #[cfg(feature = "apalis-postgres")]
 mod postgres;
 #[cfg(feature = "apalis-sqlite")]
