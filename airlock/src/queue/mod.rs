@@ -13,6 +13,9 @@
 //! * `apalis-redis`: [`RedisQueue`], a Redis server shared by many processes;
 //!   no co-commit (dispatch after your transaction commits), priority ignored.
 
+// Used by the PostgreSQL monitor; the SQLite one should use it too.
+#[cfg(feature = "apalis-postgres")]
+mod consume;
 #[cfg(feature = "apalis-postgres")]
 mod postgres;
 #[cfg(feature = "apalis-redis")]

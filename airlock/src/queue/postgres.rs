@@ -8,6 +8,7 @@ use apalis_postgres::{Config as PostgresConfig, PgConnection, PgPool, PgTask, Po
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
+use crate::queue::consume::{LenientJson, PollEvery};
 use crate::queue::{to_task, DEFAULT_QUEUE};
 use crate::task::BoxFuture;
 use crate::worker::WorkerOptions;
@@ -88,7 +89,11 @@ impl PostgresQueue {
     /// queue; run it with `.run().await` or `.run_with_signal(ctrl_c())`.
     ///
     /// Any number of processes may run workers on the same queue: each job is
-    /// claimed by one worker (`FOR UPDATE SKIP LOCKED`).
+    /// claimed by one worker (`FOR UPDATE SKIP LOCKED`). A job whose payload is
+    /// not even JSON is aborted like any other job that can never succeed
+    /// (apalis's own JSON decoding would stop the worker instead, stranding the
+    /// rows it had claimed), and an idle worker really polls every
+    /// `poll_interval` (apalis's interval can lapse until the 30 s heartbeat).
     ///
     /// ```no_run
     /// # async fn run(queue: airlock::queue::PostgresQueue) -> Result<(), airlock::BoxError> {
@@ -106,7 +111,8 @@ impl PostgresQueue {
         monitor.register_n(options.workers, move |index, _restarts| {
             let storage = queue
                 .storage(&options.queue)
-                .poll_with_interval(options.poll_interval);
+                .with_codec(LenientJson)
+                .poll_with_strategy(PollEvery::new(options.poll_interval));
             WorkerBuilder::new(options.worker_name(index))
                 .backend(storage)
                 .concurrency(options.concurrency)
