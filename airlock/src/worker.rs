@@ -11,7 +11,7 @@
 //! * A task error or panic fails the job, and the queue retries it.
 //! * The worker itself enforces the job's attempt budget: a failure on attempt
 //!   `max_attempts` (the envelope's, else
-//!   [`DEFAULT_MAX_ATTEMPTS`](crate::queue::DEFAULT_MAX_ATTEMPTS)) or later
+//!   [`DEFAULT_MAX_ATTEMPTS`]) or later
 //!   aborts the job with an error saying its attempts are exhausted. A job with
 //!   `max_attempts = 3` therefore runs at most 3 times on every backend: the
 //!   SQL backends count attempts in the row and would stop there anyway (the

@@ -66,6 +66,7 @@ impl RedisQueue {
     /// share it).
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run() -> Result<(), airlock::BoxError> {
     /// use airlock::queue::{apalis_redis, RedisQueue};
     ///
@@ -95,6 +96,7 @@ impl RedisQueue {
     /// type name), to push raw jobs or build your own worker.
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run(queue: airlock::queue::RedisQueue) -> Result<(), airlock::BoxError> {
     /// use airlock::queue::apalis::prelude::TaskSink;
     ///
@@ -116,6 +118,7 @@ impl RedisQueue {
     /// aborted instead of stopping a worker with the job still claimed.
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run(queue: airlock::queue::RedisQueue) -> Result<(), airlock::BoxError> {
     /// use airlock::worker::WorkerOptions;
     ///

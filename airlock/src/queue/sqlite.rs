@@ -76,6 +76,7 @@ impl SqliteQueue {
     /// queue; run it with `.run().await` or `.run_with_signal(ctrl_c())`.
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run(queue: airlock::queue::SqliteQueue) -> Result<(), airlock::BoxError> {
     /// use airlock::worker::WorkerOptions;
     ///
