@@ -10,13 +10,12 @@
 //!   an error that says why.
 //! * A task error or panic fails the job, and the queue retries it.
 //! * The worker itself enforces the job's attempt budget: a failure on attempt
-//!   `max_attempts` (the envelope's, else
-//!   [`DEFAULT_MAX_ATTEMPTS`]) or later
+//!   `max_attempts` (the envelope's, else [`DEFAULT_MAX_ATTEMPTS`]) or later
 //!   aborts the job with an error saying its attempts are exhausted. A job with
 //!   `max_attempts = 3` therefore runs at most 3 times on every backend: the
 //!   SQL backends count attempts in the row and would stop there anyway (the
-//!   last failure is now `Killed` rather than `Failed`), while apalis-redis
-//!   ignores a task's `max_attempts` and would retry up to 25 times.
+//!   last failure is `Killed` rather than `Failed`), while apalis-redis ignores
+//!   a task's `max_attempts` and would retry up to 25 times.
 //! * apalis stops a worker when a job's bytes do not decode, and the job stays
 //!   claimed by the dead worker until orphan recovery hands it to the next one:
 //!   one bad payload would stall the queue. Workers read jobs with
@@ -24,7 +23,6 @@
 //!   handler aborts.
 
 use std::fmt;
-
 use std::task::{Context, Poll};
 
 use apalis::prelude::{
@@ -102,7 +100,7 @@ fn undecodable_reason(job: &serde_json::Value) -> Option<&str> {
 ///
 /// Use it on any apalis storage whose jobs are JSON bytes (`Vec<u8>`) when
 /// building your own worker: `storage.with_codec(JobCodec)` (apalis's
-/// `BackendExt`). The backends' own `monitor`s already do.
+/// `BackendExt`). `RedisQueue::monitor` already does.
 ///
 /// ```
 /// use airlock::queue::apalis::prelude::Codec;

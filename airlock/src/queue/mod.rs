@@ -8,7 +8,14 @@
 //!
 //! Backends, each behind its own cargo feature:
 //! * `apalis-sqlite`: [`SqliteQueue`], an embedded file-backed queue.
-//! * `apalis-redis`: [`RedisQueue`], a Redis server shared by many processes;
+#![cfg_attr(
+    feature = "apalis-redis",
+    doc = "* `apalis-redis`: [`RedisQueue`], a Redis server shared by many processes;"
+)]
+#![cfg_attr(
+    not(feature = "apalis-redis"),
+    doc = "* `apalis-redis`: `RedisQueue`, a Redis server shared by many processes;"
+)]
 //!   no co-commit (dispatch after your transaction commits), priority ignored.
 
 #[cfg(feature = "apalis-redis")]

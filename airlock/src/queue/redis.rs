@@ -18,8 +18,8 @@ use crate::queue::{to_task, DEFAULT_QUEUE};
 use crate::task::BoxFuture;
 use crate::worker::WorkerOptions;
 
-/// Pushes each flush to apalis-redis queues: one atomic script call per queue,
-/// in FIFO order.
+/// Pushes each flush to apalis-redis queues in FIFO order: one atomic script
+/// call per queue (per run of consecutive intents for one queue).
 ///
 /// Intents without [`queue`](crate::IntentBuilder::queue) go to
 /// [`DEFAULT_QUEUE`] (`"airlock"`), whose Redis keys are `airlock:*`.
@@ -37,6 +37,14 @@ use crate::worker::WorkerOptions;
 ///   ([`worker::handle`](crate::worker::handle)): apalis-redis itself would
 ///   retry a failed job up to 25 times whatever its `max_attempts`. A retry
 ///   runs `attempt` seconds after the failure.
+/// * **Order.** Jobs due in the same second are fetched in id order, and ids
+///   are ULIDs (millisecond time, then random bits): jobs pushed in the same
+///   millisecond may start in any order (and `concurrency` runs several at
+///   once anyway).
+/// * **Crash recovery takes minutes.** Jobs a killed worker had claimed go
+///   back to the queue once another worker sees it silent for
+///   `heartbeat_interval × missed_heartbeats` (apalis's defaults: 30 s × 10),
+///   and then run again: delivery is at least once.
 /// * **Schedules have one-second resolution**, and a worker sees a new job on
 ///   its next poll ([`WorkerOptions::poll_interval`]): apalis-redis sends
 ///   pushes through its scheduled set, which wakes no worker.
