@@ -10,13 +10,12 @@
 //!   an error that says why.
 //! * A task error or panic fails the job, and the queue retries it.
 //! * The worker itself enforces the job's attempt budget: a failure on attempt
-//!   `max_attempts` (the envelope's, else
-//!   [`DEFAULT_MAX_ATTEMPTS`](crate::queue::DEFAULT_MAX_ATTEMPTS)) or later
+//!   `max_attempts` (the envelope's, else [`DEFAULT_MAX_ATTEMPTS`]) or later
 //!   aborts the job with an error saying its attempts are exhausted. A job with
 //!   `max_attempts = 3` therefore runs at most 3 times on every backend: the
 //!   SQL backends count attempts in the row and would stop there anyway (the
-//!   last failure is now `Killed` rather than `Failed`), while apalis-redis
-//!   ignores a task's `max_attempts` and would retry up to 25 times.
+//!   last failure is `Killed` rather than `Failed`), while apalis-redis ignores
+//!   a task's `max_attempts` and would retry up to 25 times.
 //! * apalis stops a worker when a job's bytes do not decode, and the job stays
 //!   claimed by the dead worker until orphan recovery hands it to the next one:
 //!   one bad payload would stall the queue. Workers read jobs with
@@ -24,7 +23,6 @@
 //!   handler aborts.
 
 use std::fmt;
-
 use std::task::{Context, Poll};
 
 use apalis::prelude::{
@@ -102,7 +100,7 @@ fn undecodable_reason(job: &serde_json::Value) -> Option<&str> {
 ///
 /// Use it on any apalis storage whose jobs are JSON bytes (`Vec<u8>`) when
 /// building your own worker: `storage.with_codec(JobCodec)` (apalis's
-/// `BackendExt`). The backends' own `monitor`s already do.
+/// `BackendExt`). `RedisQueue::monitor` already does.
 ///
 /// ```
 /// use airlock::queue::apalis::prelude::Codec;
@@ -222,6 +220,20 @@ impl WorkerOptions {
     /// The name of worker `index` in this process.
     pub fn worker_name(&self, index: usize) -> String {
         format!("{}-{}-{index}", self.name, std::process::id())
+    }
+
+    /// The name of worker `index` after `restarts` restarts: a restarted
+    /// worker takes a new name, because apalis refuses a name seen alive in
+    /// the last few heartbeats (Redis, SQLite) or still holding its advisory
+    /// lock (PostgreSQL), and a worker that stopped on an error never
+    /// unregisters its name.
+    pub(crate) fn restarted_name(&self, index: usize, restarts: usize) -> String {
+        let name = self.worker_name(index);
+        if restarts == 0 {
+            name
+        } else {
+            format!("{name}-restart{restarts}")
+        }
     }
 
     /// A monitor that restarts any worker that stops on an error, and logs it.

@@ -7,6 +7,7 @@
 //! default queue exactly as an application would, count every key it sees, and
 //! never meet another test's workers or jobs.
 
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -19,6 +20,8 @@ const DATABASES: u32 = 1024;
 pub struct RedisServer {
     port: u16,
     next_database: AtomicU32,
+    /// The watchdog shell that runs the server; it ends with this process.
+    _watchdog: Child,
 }
 
 impl RedisServer {
@@ -74,7 +77,7 @@ fn start() -> Option<RedisServer> {
     let databases = DATABASES.to_string();
     let dir = std::env::temp_dir();
     let dir = dir.to_str().expect("a UTF-8 temporary directory");
-    super::spawn_watched(&[
+    let watchdog = super::spawn_watched(&[
         &binary,
         "--port",
         &port_arg,
@@ -100,5 +103,6 @@ fn start() -> Option<RedisServer> {
         port,
         // Database 0 is the one `url()` names; tests start at 1.
         next_database: AtomicU32::new(1),
+        _watchdog: watchdog,
     })
 }

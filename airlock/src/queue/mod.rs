@@ -7,15 +7,12 @@
 //! runs the task by name ([`worker`](crate::worker)).
 //!
 //! Backends, each behind its own cargo feature:
-//! * `apalis-sqlite`: [`SqliteQueue`], an embedded file-backed queue.
-//! * `apalis-postgres`: [`PostgresQueue`], a PostgreSQL queue that worker
+//! * `apalis-sqlite`: `SqliteQueue`, an embedded file-backed queue.
+//! * `apalis-postgres`: `PostgresQueue`, a PostgreSQL queue that worker
 //!   processes on any machine consume; co-commit inside your transaction.
-//! * `apalis-redis`: [`RedisQueue`], a Redis server shared by many processes;
+//! * `apalis-redis`: `RedisQueue`, a Redis server shared by many processes;
 //!   no co-commit (dispatch after your transaction commits), priority ignored.
 
-// Used by the PostgreSQL monitor; the SQLite one should use it too.
-#[cfg(feature = "apalis-postgres")]
-mod consume;
 #[cfg(feature = "apalis-postgres")]
 mod postgres;
 #[cfg(feature = "apalis-redis")]
@@ -51,6 +48,23 @@ pub const DEFAULT_QUEUE: &str = "airlock";
 
 /// Attempts a queue makes when the intent does not say (apalis defaults to 25).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Encodes every intent of a flush (so an encoding error writes nothing) and
+/// groups the tasks by queue, first-seen queue first, FIFO within each: one
+/// push per queue for the SQL backends, whose whole flush is one transaction.
+#[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
+pub(crate) fn tasks_by_queue(intents: &[Intent]) -> Result<Vec<(&str, Vec<Task<Vec<u8>>>)>, Error> {
+    let mut batches: Vec<(&str, Vec<Task<Vec<u8>>>)> = Vec::new();
+    for intent in intents {
+        let queue = intent.options().queue.as_deref().unwrap_or(DEFAULT_QUEUE);
+        let task = to_task(intent)?;
+        match batches.iter_mut().find(|(q, _)| *q == queue) {
+            Some((_, tasks)) => tasks.push(task),
+            None => batches.push((queue, vec![task])),
+        }
+    }
+    Ok(batches)
+}
 
 /// Builds the apalis task carrying `intent`: envelope as JSON, ULID id,
 /// attempts, priority and schedule from the intent's options.

@@ -3,13 +3,12 @@
 
 use std::fmt;
 
-use apalis_postgres::{Config as PostgresConfig, PgConnection, PgPool, PgTask, PostgresStorage};
+use apalis_postgres::{Config as PostgresConfig, PgConnection, PgPool, PostgresStorage};
 
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
-use crate::queue::consume::{LenientJson, PollEvery};
-use crate::queue::{to_task, DEFAULT_QUEUE};
+use crate::queue::tasks_by_queue;
 use crate::task::BoxFuture;
 use crate::worker::WorkerOptions;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
@@ -18,7 +17,7 @@ use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 /// order.
 ///
 /// Intents without [`queue`](crate::IntentBuilder::queue) go to
-/// [`DEFAULT_QUEUE`] (`"airlock"`). Each queue of a flush is one multi-row
+/// [`DEFAULT_QUEUE`](crate::queue::DEFAULT_QUEUE) (`"airlock"`). Each queue of a flush is one multi-row
 /// `INSERT` (apalis's `push_tasks`), and all of them commit together. Dispatch
 /// needs an async scope (`#[airlock::scoped] async fn`,
 /// [`scope_async`](crate::scope_async)): the push is I/O.
@@ -108,12 +107,12 @@ impl PostgresQueue {
     pub fn monitor(&self, options: WorkerOptions) -> Monitor {
         let queue = self.clone();
         let monitor = options.monitor();
-        monitor.register_n(options.workers, move |index, _restarts| {
+        monitor.register_n(options.workers, move |index, restarts| {
             let storage = queue
                 .storage(&options.queue)
-                .with_codec(LenientJson)
-                .poll_with_strategy(PollEvery::new(options.poll_interval));
-            WorkerBuilder::new(options.worker_name(index))
+                .with_codec(crate::worker::JobCodec)
+                .poll_with_strategy(options.poll_strategy());
+            WorkerBuilder::new(options.restarted_name(index, restarts))
                 .backend(storage)
                 .concurrency(options.concurrency)
                 .build(crate::worker::handle)
@@ -131,15 +130,7 @@ impl PostgresQueue {
         intents: &[Intent],
     ) -> Result<(), BoxError> {
         // Encode everything first: an encoding error writes nothing.
-        let mut batches: Vec<(&str, Vec<PgTask>)> = Vec::new();
-        for intent in intents {
-            let queue = intent.options().queue.as_deref().unwrap_or(DEFAULT_QUEUE);
-            let task = to_task(intent)?;
-            match batches.iter_mut().find(|(q, _)| *q == queue) {
-                Some((_, tasks)) => tasks.push(task),
-                None => batches.push((queue, vec![task])),
-            }
-        }
+        let batches = tasks_by_queue(intents)?;
         for (queue, tasks) in batches {
             apalis_postgres::queries::push_tasks(&mut *connection, queue, tasks).await?;
         }

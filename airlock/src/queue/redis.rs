@@ -18,8 +18,8 @@ use crate::queue::{to_task, DEFAULT_QUEUE};
 use crate::task::BoxFuture;
 use crate::worker::WorkerOptions;
 
-/// Pushes each flush to apalis-redis queues: one atomic script call per queue,
-/// in FIFO order.
+/// Pushes each flush to apalis-redis queues in FIFO order: one atomic script
+/// call per queue (per run of consecutive intents for one queue).
 ///
 /// Intents without [`queue`](crate::IntentBuilder::queue) go to
 /// [`DEFAULT_QUEUE`] (`"airlock"`), whose Redis keys are `airlock:*`.
@@ -37,6 +37,14 @@ use crate::worker::WorkerOptions;
 ///   ([`worker::handle`](crate::worker::handle)): apalis-redis itself would
 ///   retry a failed job up to 25 times whatever its `max_attempts`. A retry
 ///   runs `attempt` seconds after the failure.
+/// * **Order.** Jobs due in the same second are fetched in id order, and ids
+///   are ULIDs (millisecond time, then random bits): jobs pushed in the same
+///   millisecond may start in any order (and `concurrency` runs several at
+///   once anyway).
+/// * **Crash recovery takes minutes.** Jobs a killed worker had claimed go
+///   back to the queue once another worker sees it silent for
+///   `heartbeat_interval × missed_heartbeats` (apalis's defaults: 30 s × 10),
+///   and then run again: delivery is at least once.
 /// * **Schedules have one-second resolution**, and a worker sees a new job on
 ///   its next poll ([`WorkerOptions::poll_interval`]): apalis-redis sends
 ///   pushes through its scheduled set, which wakes no worker.
@@ -66,6 +74,7 @@ impl RedisQueue {
     /// share it).
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run() -> Result<(), airlock::BoxError> {
     /// use airlock::queue::{apalis_redis, RedisQueue};
     ///
@@ -95,6 +104,7 @@ impl RedisQueue {
     /// type name), to push raw jobs or build your own worker.
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run(queue: airlock::queue::RedisQueue) -> Result<(), airlock::BoxError> {
     /// use airlock::queue::apalis::prelude::TaskSink;
     ///
@@ -116,6 +126,7 @@ impl RedisQueue {
     /// aborted instead of stopping a worker with the job still claimed.
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run(queue: airlock::queue::RedisQueue) -> Result<(), airlock::BoxError> {
     /// use airlock::worker::WorkerOptions;
     ///
@@ -133,7 +144,7 @@ impl RedisQueue {
                 .storage(&options.queue)
                 .poll_with_strategy(options.poll_strategy())
                 .with_codec(crate::worker::JobCodec);
-            WorkerBuilder::new(restart_name(options.worker_name(index), restarts))
+            WorkerBuilder::new(options.restarted_name(index, restarts))
                 .backend(storage)
                 .concurrency(options.concurrency)
                 .build(crate::worker::handle)
@@ -151,17 +162,6 @@ impl RedisQueue {
 /// The config of one queue: apalis's defaults, with the queue named.
 fn config(queue: &str) -> RedisConfig {
     RedisConfig::default().queue(queue)
-}
-
-/// A restarted worker takes a new name: apalis-redis refuses to register a
-/// name seen alive within the last few heartbeats, and a worker that stopped
-/// on an error never unregisters its name.
-fn restart_name(name: String, restarts: usize) -> String {
-    if restarts == 0 {
-        name
-    } else {
-        format!("{name}-restart{restarts}")
-    }
 }
 
 impl Executor for RedisQueue {

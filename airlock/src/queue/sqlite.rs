@@ -7,7 +7,7 @@ use apalis_sqlite::{Config as SqliteConfig, SqliteConnection, SqlitePool, Sqlite
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
-use crate::queue::{to_task, DEFAULT_QUEUE};
+use crate::queue::tasks_by_queue;
 use crate::task::BoxFuture;
 use crate::worker::WorkerOptions;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
@@ -16,7 +16,7 @@ use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 /// FIFO order.
 ///
 /// Intents without [`queue`](crate::IntentBuilder::queue) go to
-/// [`DEFAULT_QUEUE`] (`"airlock"`). Dispatch needs an async scope
+/// [`DEFAULT_QUEUE`](crate::queue::DEFAULT_QUEUE) (`"airlock"`). Dispatch needs an async scope
 /// (`#[airlock::scoped] async fn`, [`scope_async`](crate::scope_async)): the
 /// push is I/O.
 ///
@@ -105,6 +105,7 @@ impl SqliteQueue {
     /// queue; run it with `.run().await` or `.run_with_signal(ctrl_c())`.
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run(queue: airlock::queue::SqliteQueue) -> Result<(), airlock::BoxError> {
     /// use airlock::worker::WorkerOptions;
     ///
@@ -117,11 +118,12 @@ impl SqliteQueue {
     pub fn monitor(&self, options: WorkerOptions) -> Monitor {
         let queue = self.clone();
         let monitor = options.monitor();
-        monitor.register_n(options.workers, move |index, _restarts| {
+        monitor.register_n(options.workers, move |index, restarts| {
             let storage = queue
                 .storage(&options.queue)
-                .poll_with_interval(options.poll_interval);
-            WorkerBuilder::new(options.worker_name(index))
+                .with_codec(crate::worker::JobCodec)
+                .poll_with_strategy(options.poll_strategy());
+            WorkerBuilder::new(options.restarted_name(index, restarts))
                 .backend(storage)
                 .concurrency(options.concurrency)
                 .build(crate::worker::handle)
@@ -135,15 +137,7 @@ impl SqliteQueue {
         intents: &[Intent],
     ) -> Result<(), BoxError> {
         // Encode everything first: an encoding error writes nothing.
-        let mut batches: Vec<(&str, Vec<_>)> = Vec::new();
-        for intent in intents {
-            let queue = intent.options().queue.as_deref().unwrap_or(DEFAULT_QUEUE);
-            let task = to_task(intent)?;
-            match batches.iter_mut().find(|(q, _)| *q == queue) {
-                Some((_, tasks)) => tasks.push(task),
-                None => batches.push((queue, vec![task])),
-            }
-        }
+        let batches = tasks_by_queue(intents)?;
         for (queue, tasks) in &batches {
             apalis_sqlite::queries::push_tasks(&mut *connection, queue, tasks).await?;
         }
