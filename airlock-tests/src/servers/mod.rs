@@ -1,8 +1,8 @@
 //! Real servers for the queue tests, started from the machine's Debian
 //! packages on loopback with throwaway state.
 //!
-//! A suite that needs a server calls [`postgres`](crate::servers::postgres) or
-//! [`redis`](crate::servers::redis) (behind their features). When the server's
+//! A suite that needs a server calls `postgres::postgres()` or
+//! `redis::redis()` (behind their features). When the server's
 //! binaries are missing:
 //! * by default the suite prints one loud `SKIPPED` line saying what to install
 //!   and its tests return early;
