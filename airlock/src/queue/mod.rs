@@ -49,12 +49,16 @@ pub const DEFAULT_QUEUE: &str = "airlock";
 /// Attempts a queue makes when the intent does not say (apalis defaults to 25).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
+/// One queue's share of a flush: its name and its encoded tasks, in order.
+#[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
+pub(crate) type QueueBatch<'a> = (&'a str, Vec<Task<Vec<u8>>>);
+
 /// Encodes every intent of a flush (so an encoding error writes nothing) and
 /// groups the tasks by queue, first-seen queue first, FIFO within each: one
 /// push per queue for the SQL backends, whose whole flush is one transaction.
 #[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
-pub(crate) fn tasks_by_queue(intents: &[Intent]) -> Result<Vec<(&str, Vec<Task<Vec<u8>>>)>, Error> {
-    let mut batches: Vec<(&str, Vec<Task<Vec<u8>>>)> = Vec::new();
+pub(crate) fn tasks_by_queue(intents: &[Intent]) -> Result<Vec<QueueBatch<'_>>, Error> {
+    let mut batches: Vec<QueueBatch<'_>> = Vec::new();
     for intent in intents {
         let queue = intent.options().queue.as_deref().unwrap_or(DEFAULT_QUEUE);
         let task = to_task(intent)?;
