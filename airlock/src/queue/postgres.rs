@@ -95,6 +95,7 @@ impl PostgresQueue {
     /// `poll_interval` (apalis's interval can lapse until the 30 s heartbeat).
     ///
     /// ```no_run
+    /// # #[allow(dead_code)] // compiled, never run
     /// # async fn run(queue: airlock::queue::PostgresQueue) -> Result<(), airlock::BoxError> {
     /// use airlock::worker::WorkerOptions;
     ///
