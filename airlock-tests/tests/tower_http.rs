@@ -106,6 +106,37 @@ async fn a_panicking_handler_discards_behind_catch_panic() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_handler_discards_without_catch_panic_too() {
+    let (seen, mut scopes) = mpsc::unbounded_channel::<ScopeHandle>();
+    let app = Router::new()
+        .route(
+            "/{tag}",
+            get(
+                |Path(tag): Path<String>,
+                 Extension(scope): Extension<ScopeHandle>,
+                 State(seen): State<mpsc::UnboundedSender<ScopeHandle>>| async move {
+                    record::enqueue(tag, 1).unwrap();
+                    seen.send(scope).unwrap();
+                    if seen.is_closed() {
+                        return StatusCode::OK; // never: keeps the handler's type
+                    }
+                    panic!("the handler panicked, and nothing catches it");
+                },
+            ),
+        )
+        .with_state(seen)
+        .layer(layer());
+    let base = serve(app).await;
+    let t = url_tag("uncaught");
+    // Without CatchPanicLayer the connection dies with the panicking task.
+    assert!(reqwest::get(format!("{base}/{t}")).await.is_err());
+    let scope = scopes.recv().await.expect("the handler ran");
+    assert_eq!(scope.phase(), ScopePhase::Discarded);
+    assert_eq!(scope.discard_reason(), Some(DiscardReason::Panic));
+    assert!(runs(&t).is_empty());
+}
+
 /// An extractor that enqueues, then rejects the request with a 500.
 struct Audited;
 

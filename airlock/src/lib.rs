@@ -214,6 +214,6 @@ pub use scope::{
 pub use task::{Task, TaskDef, TaskKind, TaskOutput};
 
 // The README's examples run as doctests (they use the SQLite queue).
-#[cfg(all(doctest, feature = "apalis-sqlite"))]
+#[cfg(all(doctest, feature = "apalis-sqlite", feature = "tower"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
