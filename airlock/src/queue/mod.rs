@@ -40,6 +40,7 @@ use apalis::prelude::{Task, TaskBuilder, TaskId};
 
 use crate::envelope::Envelope;
 use crate::error::Error;
+use crate::executor::DispatchError;
 use crate::intent::Intent;
 
 /// The queue name airlock uses unless told otherwise (apalis would default to
@@ -48,6 +49,44 @@ pub const DEFAULT_QUEUE: &str = "airlock";
 
 /// Attempts a queue makes when the intent does not say (apalis defaults to 25).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The refusal of every queue executor's synchronous `dispatch`: pushing is
+/// I/O, so it needs an async scope. Hands every intent back.
+pub(crate) fn needs_async_scope(backend: &str, intents: Vec<Intent>) -> DispatchError {
+    DispatchError::stopped_at(
+        0,
+        format!(
+            "{backend} pushes with async I/O and cannot dispatch from a synchronous scope; \
+             flush from an async scope (#[airlock::scoped] async fn, airlock::scope_async)"
+        ),
+        intents,
+    )
+}
+
+/// A SQL queue's `dispatch_async`: one transaction of its own for the whole
+/// flush, written by the same push a co-commit transaction scope uses. Every
+/// intent is queued, or none is and all are handed back in the error.
+#[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
+pub(crate) async fn push_in_own_transaction<DB: crate::tx::CoCommitDatabase>(
+    pool: &sqlx::Pool<DB>,
+    backend: &str,
+    intents: Vec<Intent>,
+) -> Result<(), DispatchError> {
+    let pushed: Result<(), crate::error::BoxError> = async {
+        let mut tx = pool.begin().await?;
+        DB::__push(&mut tx, &intents).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    pushed.map_err(|error| {
+        DispatchError::stopped_at(
+            0,
+            format!("pushing to the {backend} queue failed; nothing was queued: {error}"),
+            intents,
+        )
+    })
+}
 
 /// One queue's share of a flush: its name and its encoded tasks, in order.
 #[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]

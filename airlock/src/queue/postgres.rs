@@ -8,7 +8,7 @@ use apalis_postgres::{Config as PostgresConfig, PgConnection, PgPool, PostgresSt
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
-use crate::queue::tasks_by_queue;
+use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
 use crate::worker::WorkerOptions;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
@@ -166,33 +166,12 @@ async fn ensure_hstore(pool: &PgPool) -> Result<(), BoxError> {
 
 impl Executor for PostgresQueue {
     fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
-        Err(DispatchError::stopped_at(
-            0,
-            "PostgresQueue pushes with async I/O and cannot dispatch from a synchronous scope; \
-             flush from an async scope (#[airlock::scoped] async fn, airlock::scope_async)",
-            intents,
-        ))
+        Err(needs_async_scope("PostgresQueue", intents))
     }
 
     /// One PostgreSQL transaction for the whole flush: every intent is queued,
     /// or none is and all are handed back in the error.
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
-        Box::pin(async move {
-            let pushed: Result<(), BoxError> = async {
-                let mut tx = self.pool.begin().await?;
-                Self::push(&mut tx, &intents).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-            .await;
-            match pushed {
-                Ok(()) => Ok(()),
-                Err(error) => Err(DispatchError::stopped_at(
-                    0,
-                    format!("pushing to the PostgreSQL queue failed; nothing was queued: {error}"),
-                    intents,
-                )),
-            }
-        })
+        Box::pin(push_in_own_transaction(&self.pool, "PostgreSQL", intents))
     }
 }

@@ -166,12 +166,7 @@ fn config(queue: &str) -> RedisConfig {
 
 impl Executor for RedisQueue {
     fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
-        Err(DispatchError::stopped_at(
-            0,
-            "RedisQueue pushes with async I/O and cannot dispatch from a synchronous scope; \
-             flush from an async scope (#[airlock::scoped] async fn, airlock::scope_async)",
-            intents,
-        ))
+        Err(crate::queue::needs_async_scope("RedisQueue", intents))
     }
 
     /// Encodes every intent first (an encoding error pushes nothing), then

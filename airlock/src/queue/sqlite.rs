@@ -7,7 +7,7 @@ use apalis_sqlite::{Config as SqliteConfig, SqliteConnection, SqlitePool, Sqlite
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
-use crate::queue::tasks_by_queue;
+use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
 use crate::worker::WorkerOptions;
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
@@ -147,33 +147,12 @@ impl SqliteQueue {
 
 impl Executor for SqliteQueue {
     fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
-        Err(DispatchError::stopped_at(
-            0,
-            "SqliteQueue pushes with async I/O and cannot dispatch from a synchronous scope; \
-             flush from an async scope (#[airlock::scoped] async fn, airlock::scope_async)",
-            intents,
-        ))
+        Err(needs_async_scope("SqliteQueue", intents))
     }
 
     /// One SQLite transaction for the whole flush: every intent is queued, or
     /// none is and all are handed back in the error.
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
-        Box::pin(async move {
-            let pushed: Result<(), BoxError> = async {
-                let mut tx = self.pool.begin().await?;
-                Self::push(&mut tx, &intents).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-            .await;
-            match pushed {
-                Ok(()) => Ok(()),
-                Err(error) => Err(DispatchError::stopped_at(
-                    0,
-                    format!("pushing to the SQLite queue failed; nothing was queued: {error}"),
-                    intents,
-                )),
-            }
-        })
+        Box::pin(push_in_own_transaction(&self.pool, "SQLite", intents))
     }
 }
