@@ -7,12 +7,21 @@
 //! pops it before returning, so a task that moves between worker threads finds
 //! its scope on whichever thread polls it, and two tasks interleaved on one
 //! thread never see each other's frames.
+//!
+//! This is on the hot path of every `enqueue` and every in-process task run,
+//! so each operation touches the thread-local once.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::error::Error;
+use crate::executor::Executor;
+use crate::intent::{Intent, IntentId};
 use crate::policy::chain::PolicyLink;
+use crate::scope::active::is_inspecting;
 use crate::scope::core::ScopeCore;
 use crate::scope::Scope;
 
@@ -25,27 +34,83 @@ pub(crate) struct Frame {
     pub(crate) chain: Option<Arc<PolicyLink>>,
 }
 
+/// The settings of the scope a task runs in on the in-process executor,
+/// shared between the executor's loop and the frame that creates the scope on
+/// first use. The loop points it at each task in turn without touching the
+/// thread-local stack, and reads back whether the task created its scope.
+pub(crate) struct TaskSlot {
+    name: Cell<&'static str>,
+    cascade_depth: Cell<u32>,
+    executor: Option<Arc<dyn Executor>>,
+    created: Cell<bool>,
+}
+
+impl TaskSlot {
+    fn settings(&self) -> Scope {
+        let scope = Scope::new()
+            .__isolated()
+            .name(Cow::Borrowed(self.name.get()))
+            .__cascade_depth(self.cascade_depth.get());
+        match &self.executor {
+            Some(executor) => scope.shared_executor(Arc::clone(executor)),
+            None => scope,
+        }
+    }
+}
+
 struct Entry {
     id: u64,
     frame: Frame,
-    /// Settings of a scope created only when something needs it (see [`push_lazy`]).
-    lazy: Option<Scope>,
+    /// A task's scope, created only when something needs it (see [`TaskFrame`]).
+    lazy: Option<Rc<TaskSlot>>,
 }
 
 impl Entry {
     /// Creates the lazy scope, if this entry has one that is not created yet.
     fn materialize(&mut self) {
-        if let Some(settings) = self.lazy.take() {
-            let core = ScopeCore::start(settings);
+        if let Some(slot) = self.lazy.take() {
+            slot.created.set(true);
+            // Building an isolated scope reads no frame, so this is safe while
+            // the stack is borrowed.
+            let core = ScopeCore::start(slot.settings());
             self.frame.chain = core.chain.clone();
             self.frame.scope = Some(core);
         }
     }
 }
 
+#[derive(Default)]
+struct Stack {
+    entries: Vec<Entry>,
+    next_id: u64,
+}
+
+impl Stack {
+    fn push(&mut self, frame: Frame, lazy: Option<Rc<TaskSlot>>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push(Entry { id, frame, lazy });
+        id
+    }
+
+    /// Removes the entry `id`: the top one, unless guards were dropped out of
+    /// order (one was moved or leaked), in which case exactly that entry goes so
+    /// the others stay correct.
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        match self.entries.last() {
+            Some(top) if top.id == id => self.entries.pop(),
+            _ => {
+                let pos = self.entries.iter().rposition(|e| e.id == id)?;
+                Some(self.entries.remove(pos))
+            }
+        }
+    }
+}
+
 thread_local! {
-    static STACK: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
-    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
+    static STACK: RefCell<Stack> = const {
+        RefCell::new(Stack { entries: Vec::new(), next_id: 0 })
+    };
 }
 
 /// Pops its frame when dropped. Not `Send`: a frame belongs to the thread it was pushed on.
@@ -56,18 +121,7 @@ pub(crate) struct FrameGuard {
 
 /// Pushes `frame` on this thread's stack until the guard drops.
 pub(crate) fn push(frame: Frame) -> FrameGuard {
-    let id = NEXT_ID.with(|next| {
-        let id = next.get();
-        next.set(id + 1);
-        id
-    });
-    STACK.with(|stack| {
-        stack.borrow_mut().push(Entry {
-            id,
-            frame,
-            lazy: None,
-        })
-    });
+    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None));
     FrameGuard {
         id,
         _not_send: PhantomData,
@@ -77,71 +131,128 @@ pub(crate) fn push(frame: Frame) -> FrameGuard {
 impl Drop for FrameGuard {
     fn drop(&mut self) {
         // `try_with`: the guard may drop while thread-locals are being torn down.
-        let _ = STACK.try_with(|stack| {
-            let mut stack = stack.borrow_mut();
-            match stack.last() {
-                Some(top) if top.id == self.id => {
-                    stack.pop();
-                }
-                _ => {
-                    // Guards dropped out of order (e.g. one was moved or leaked):
-                    // remove exactly this frame so the others stay correct.
-                    if let Some(pos) = stack.iter().rposition(|e| e.id == self.id) {
-                        stack.remove(pos);
-                    }
-                }
-            }
-        });
+        // The entry is dropped after the borrow ends: dropping its scope may
+        // run user code (the `Drop` of buffered arguments).
+        let entry = STACK
+            .try_with(|stack| stack.borrow_mut().remove(self.id))
+            .ok()
+            .flatten();
+        drop(entry);
     }
 }
 
-/// Pushes a frame for a scope that is created only if something needs it:
-/// an enqueue, a nested scope, `current()`. The in-process executor runs every
-/// task in its own scope this way, so a task that enqueues nothing costs no
-/// allocation. `settings` must be isolated: building it reads no frame.
-pub(crate) fn push_lazy(settings: Scope) -> FrameGuard {
-    debug_assert!(
-        settings.isolated,
-        "a lazy scope is built while the stack is borrowed"
-    );
-    let guard = push(Frame {
-        scope: None,
-        chain: None,
-    });
-    STACK.with(|stack| {
-        if let Some(entry) = stack.borrow_mut().last_mut() {
-            entry.lazy = Some(settings);
-        }
-    });
-    guard
+/// The frame tasks run in on the in-process executor, one after another. Each
+/// task gets its own outermost scope, but only if it needs one (it enqueues,
+/// opens a scope, asks for `current()`), so a task with no effects of its own
+/// costs no scope and no allocation; and the frame is reused from task to
+/// task until one of them creates its scope.
+pub(crate) struct TaskFrame {
+    slot: Rc<TaskSlot>,
+    guard: Option<FrameGuard>,
 }
 
-/// The scope of `guard`'s frame, if it was created.
-pub(crate) fn materialized(guard: &FrameGuard) -> Option<Arc<ScopeCore>> {
-    STACK.with(|stack| {
-        let stack = stack.borrow();
-        let entry = stack.iter().rev().find(|e| e.id == guard.id)?;
-        entry.frame.scope.clone()
-    })
+impl TaskFrame {
+    /// A frame whose task scopes dispatch with `executor` (the configured one
+    /// when `None`). Nothing is pushed until [`enter`](Self::enter).
+    pub(crate) fn new(executor: Option<Arc<dyn Executor>>) -> Self {
+        TaskFrame {
+            slot: Rc::new(TaskSlot {
+                name: Cell::new(""),
+                cascade_depth: Cell::new(0),
+                executor,
+                created: Cell::new(false),
+            }),
+            guard: None,
+        }
+    }
+
+    /// Makes the frame current for the task `name`, `cascade_depth` levels deep.
+    pub(crate) fn enter(&mut self, name: &'static str, cascade_depth: u32) {
+        self.slot.name.set(name);
+        self.slot.cascade_depth.set(cascade_depth);
+        if self.guard.is_none() {
+            let frame = Frame {
+                scope: None,
+                chain: None,
+            };
+            let slot = Some(Rc::clone(&self.slot));
+            let id = STACK.with(|stack| stack.borrow_mut().push(frame, slot));
+            self.guard = Some(FrameGuard {
+                id,
+                _not_send: PhantomData,
+            });
+        }
+    }
+
+    /// After a task: the scope it created, if any, with the frame popped so
+    /// the scope can end outside it. Otherwise the frame stays for the next task.
+    pub(crate) fn leave(&mut self) -> Option<Arc<ScopeCore>> {
+        if !self.slot.created.replace(false) {
+            return None;
+        }
+        let guard = self.guard.take()?;
+        let id = guard.id;
+        std::mem::forget(guard);
+        let entry = STACK.with(|stack| stack.borrow_mut().remove(id))?;
+        entry.frame.scope
+    }
 }
 
 /// A copy of the innermost frame, if any.
 pub(crate) fn top() -> Option<Frame> {
     STACK.with(|stack| {
         let mut stack = stack.borrow_mut();
-        let entry = stack.last_mut()?;
+        let entry = stack.entries.last_mut()?;
         entry.materialize();
         Some(entry.frame.clone())
     })
 }
 
-/// The scope `enqueue` would write to right now, and the chain it would use.
-pub(crate) fn target() -> Option<(Arc<ScopeCore>, Option<Arc<PolicyLink>>)> {
+/// Where `enqueue` put an intent, or why it could not.
+pub(crate) enum Target {
+    /// No scope is current.
+    NoScope(Intent),
+    /// This thread is inspecting the current scope's intents.
+    Busy(Intent),
+    /// Buffered in the current scope.
+    Pushed(IntentId),
+    /// The current scope has ended; the intent is handed back so its arguments
+    /// are dropped outside the stack's borrow.
+    Closed(Error, Intent),
+    /// Policies are in force (or trace logging is on): they must see the
+    /// intent before it is buffered, and policy (or subscriber) code may touch
+    /// this stack, so the caller finishes with the stack released.
+    Deferred(Intent, Arc<ScopeCore>),
+}
+
+/// Takes `intent` into the current scope: fills in what it inherits from the
+/// scope (scope id, policy chain, cascade depth) and, in the common case of
+/// no policy and no trace logging, buffers it without leaving the borrow (no
+/// reference count bumped, one thread-local access per enqueue).
+pub(crate) fn enqueue_target(mut intent: Intent) -> Target {
     STACK.with(|stack| {
         let mut stack = stack.borrow_mut();
-        let entry = stack.last_mut()?;
+        let Some(entry) = stack.entries.last_mut() else {
+            return Target::NoScope(intent);
+        };
         entry.materialize();
         let frame = &entry.frame;
-        Some((Arc::clone(frame.scope.as_ref()?), frame.chain.clone()))
+        let Some(scope) = frame.scope.as_ref() else {
+            return Target::NoScope(intent);
+        };
+        if is_inspecting(scope.info.id) {
+            return Target::Busy(intent);
+        }
+        intent.chain = frame.chain.clone();
+        intent.scope = Some(scope.info.id);
+        intent.cascade_depth = scope.cascade_depth;
+        // `level_enabled!` reads only the global maximum level, no subscriber code.
+        if frame.chain.is_some() || tracing::level_enabled!(tracing::Level::TRACE) {
+            return Target::Deferred(intent, Arc::clone(scope));
+        }
+        match scope.try_push(intent) {
+            Ok(id) => Target::Pushed(id),
+            Err((phase, intent)) => Target::Closed(scope.closed_error(&intent, phase), intent),
+        }
     })
 }

@@ -1,11 +1,10 @@
 //! Enqueue: the front of the data path. An intent is checked by every policy in
 //! force and appended to the current scope's buffer; nothing is dispatched.
 
-use crate::context;
+use crate::context::{self, Target};
 use crate::error::Error;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::{is_in_policy, PolicyLink};
-use crate::scope::active::is_inspecting;
 
 /// Enqueues a prebuilt intent into the current scope.
 ///
@@ -18,26 +17,28 @@ use crate::scope::active::is_inspecting;
 /// * [`Error::PolicyViolation`]: a policy's `on_enqueue` refused it (it is not buffered);
 /// * [`Error::PolicyEnqueue`]: called from inside a policy;
 /// * [`Error::ScopeBusy`]: this thread is inspecting the scope's intents.
-pub fn enqueue(mut intent: Intent) -> Result<IntentId, Error> {
+pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
     if is_in_policy() {
         return Err(Error::PolicyEnqueue {
             task: intent.name(),
         });
     }
-    let Some((scope, chain)) = context::target() else {
-        tracing::debug!(target: "airlock::enqueue", task = intent.name(), "enqueue outside a scope");
-        return Err(Error::NoScope {
-            task: intent.name(),
-        });
+    let (intent, scope) = match context::enqueue_target(intent) {
+        Target::Pushed(id) => return Ok(id),
+        Target::Deferred(intent, scope) => (intent, scope),
+        Target::NoScope(intent) => {
+            tracing::debug!(target: "airlock::enqueue", task = intent.name(), "enqueue outside a scope");
+            return Err(Error::NoScope {
+                task: intent.name(),
+            });
+        }
+        Target::Busy(intent) => {
+            return Err(Error::ScopeBusy {
+                task: intent.name(),
+            })
+        }
+        Target::Closed(error, _intent) => return Err(error),
     };
-    if is_inspecting(scope.info.id) {
-        return Err(Error::ScopeBusy {
-            task: intent.name(),
-        });
-    }
-    intent.chain = chain;
-    intent.scope = Some(scope.info.id);
-    intent.cascade_depth = scope.cascade_depth;
     if let Err(violation) = PolicyLink::check_enqueue(intent.chain.as_ref(), &intent) {
         tracing::debug!(target: "airlock::policy", %violation, "intent rejected at enqueue");
         return Err(violation.into());

@@ -531,28 +531,47 @@ fn route_to_ancestors(
 ) -> Result<(), Error> {
     let info = &core.info;
     let ancestors: Vec<&Arc<ScopeCore>> = core.ancestors().collect();
+    // Which ancestor captures each intent (`NONE`: every one lets it through).
+    const NONE: usize = usize::MAX;
+    let takers: Vec<usize> = intents
+        .iter()
+        .map(|intent| {
+            ancestors
+                .iter()
+                .position(|a| !a.behavior.allow_descendant_dispatch(info, intent))
+                .unwrap_or(NONE)
+        })
+        .collect();
+
     let mut captured: Vec<Vec<Intent>> = (0..ancestors.len()).map(|_| Vec::new()).collect();
     let mut captured_records: Vec<Vec<usize>> = (0..ancestors.len()).map(|_| Vec::new()).collect();
-
-    for intent in intents {
-        let taker = ancestors
-            .iter()
-            .position(|a| !a.behavior.allow_descendant_dispatch(info, &intent));
-        match taker {
-            Some(a) => {
+    if takers.iter().all(|&a| a == 0) {
+        // The common case (the default behaviour): the parent takes them all.
+        // Hand the buffer over whole, so capture costs a record per intent and
+        // no copying, whatever the nesting depth.
+        let by = &ancestors[0].info;
+        records.extend(
+            intents
+                .iter()
+                .map(|intent| IntentRecord::of(intent, info, Fate::Captured { by: by.clone() })),
+        );
+        captured_records[0].extend(0..records.len());
+        captured[0] = intents;
+    } else {
+        for (intent, taker) in intents.into_iter().zip(takers) {
+            if taker == NONE {
+                records.push(IntentRecord::of(&intent, info, Fate::Buffered));
+                candidates.push((records.len() - 1, intent));
+            } else {
                 records.push(IntentRecord::of(
                     &intent,
                     info,
                     Fate::Captured {
-                        by: ancestors[a].info.clone(),
+                        by: ancestors[taker].info.clone(),
                     },
                 ));
-                captured_records[a].push(records.len() - 1);
-                captured[a].push(intent);
-            }
-            None => {
-                records.push(IntentRecord::of(&intent, info, Fate::Buffered));
-                candidates.push((records.len() - 1, intent));
+                captured_records[taker].push(records.len() - 1);
+                captured[taker].push(intent);
             }
         }
     }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::config;
-use crate::context;
+use crate::context::TaskFrame;
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::flush::panic_message;
@@ -37,10 +37,11 @@ pub struct InProcess;
 impl Executor for InProcess {
     fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
         let limit = config::current().max_cascade_depth;
+        let mut frame = TaskFrame::new(None);
         let mut rest = intents.into_iter();
         let mut dispatched = 0;
         while let Some(intent) = rest.next() {
-            if let Err(error) = run_sync(intent, limit, None) {
+            if let Err(error) = run_sync(intent, limit, &mut frame) {
                 return Err(DispatchError::failed_at(dispatched, error, rest.collect()));
             }
             dispatched += 1;
@@ -84,13 +85,9 @@ pub(crate) async fn run_intent_with(
     run_async(intent, config::current().max_cascade_depth, Some(executor)).await
 }
 
-/// The scope a task runs in: outermost and isolated from everything around
-/// the flush (as on a worker), named after the task, one cascade level deeper.
-fn task_scope(
-    intent: &Intent,
-    limit: u32,
-    executor: Option<Arc<dyn Executor>>,
-) -> Result<Scope, BoxError> {
+/// The cascade depth of the scope `intent`'s task runs in: one level deeper
+/// than the intent, refused beyond `limit`.
+fn task_depth(intent: &Intent, limit: u32) -> Result<u32, BoxError> {
     let depth = intent.cascade_depth() + 1;
     if depth > limit {
         return Err(format!(
@@ -101,26 +98,27 @@ fn task_scope(
         )
         .into());
     }
-    let scope = Scope::new()
-        .__isolated()
-        .name(intent.name())
-        .__cascade_depth(depth);
-    Ok(match executor {
+    Ok(depth)
+}
+
+/// The scope a task runs in when it is awaited: outermost and isolated from
+/// everything around the flush (as on a worker), named after the task.
+fn task_scope(name: &'static str, depth: u32, executor: Option<Arc<dyn Executor>>) -> Scope {
+    let scope = Scope::new().__isolated().name(name).__cascade_depth(depth);
+    match executor {
         Some(executor) => scope.shared_executor(executor),
         None => scope,
-    })
+    }
 }
 
 fn panicked(task: &str, panic: &(dyn std::any::Any + Send)) -> BoxError {
     format!("task `{task}` panicked: {}", panic_message(panic)).into()
 }
 
-fn run_sync(
-    intent: Intent,
-    limit: u32,
-    executor: Option<Arc<dyn Executor>>,
-) -> Result<(), BoxError> {
-    let scope = task_scope(&intent, limit, executor)?;
+/// Runs a sync task in `frame`, which gives it its own scope (see
+/// [`TaskFrame`]) only if it needs one.
+fn run_sync(intent: Intent, limit: u32, frame: &mut TaskFrame) -> Result<(), BoxError> {
+    let depth = task_depth(&intent, limit)?;
     let (task, args) = intent.into_parts();
     let Runner::Sync(run) = task.runner() else {
         return Err(format!(
@@ -131,12 +129,9 @@ fn run_sync(
         )
         .into());
     };
-    // The task's scope is created only if the task enqueues or opens a scope,
-    // so a task with no effects of its own costs no scope at all.
-    let frame = context::push_lazy(scope);
+    frame.enter(task.name(), depth);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(args)));
-    let core = context::materialized(&frame);
-    drop(frame);
+    let core = frame.leave();
     match (outcome, core) {
         (Ok(result), None) => result,
         (Ok(result), Some(core)) => ActiveScope::from_core(core).finish(result),
@@ -156,12 +151,12 @@ async fn run_async(
 ) -> Result<(), BoxError> {
     let (task, runner) = (intent.task(), intent.task().runner());
     match runner {
-        Runner::Sync(_) => run_sync(intent, limit, executor),
+        Runner::Sync(_) => run_sync(intent, limit, &mut TaskFrame::new(executor)),
         Runner::Async(run) => {
-            let scope = task_scope(&intent, limit, executor)?;
+            let depth = task_depth(&intent, limit)?;
             let (_, args) = intent.into_parts();
             CatchUnwind {
-                future: scope.run_async(run(args)),
+                future: task_scope(task.name(), depth, executor).run_async(run(args)),
             }
             .await
             .unwrap_or_else(|panic| Err(panicked(task.name(), &*panic)))

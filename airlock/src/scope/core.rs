@@ -138,17 +138,29 @@ impl ScopeCore {
 
     /// Appends an intent that already passed `on_enqueue`.
     pub(crate) fn push(&self, intent: Intent) -> Result<IntentId, Error> {
+        self.try_push(intent)
+            .map_err(|(phase, intent)| self.closed_error(&intent, phase))
+    }
+
+    /// The error for `intent` arriving after the scope reached `phase`.
+    pub(crate) fn closed_error(&self, intent: &Intent, phase: ScopePhase) -> Error {
+        Error::ScopeClosed {
+            task: intent.name(),
+            scope: self.info.clone(),
+            phase,
+        }
+    }
+
+    /// Appends an intent that already passed `on_enqueue`, or hands it back
+    /// with the phase the scope has reached if it has ended.
+    pub(crate) fn try_push(&self, intent: Intent) -> Result<IntentId, (ScopePhase, Intent)> {
         // `enqueue` already refused if this thread holds the scope's intents.
         let mut state = self
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.phase != ScopePhase::Open {
-            return Err(Error::ScopeClosed {
-                task: intent.name(),
-                scope: self.info.clone(),
-                phase: state.phase,
-            });
+            return Err((state.phase, intent));
         }
         let id = intent.id();
         state.buffer.push(intent);
