@@ -67,7 +67,15 @@ struct Entry {
 
 impl Entry {
     /// Creates the lazy scope, if this entry has one that is not created yet.
+    #[inline]
     fn materialize(&mut self) {
+        if self.lazy.is_some() {
+            self.create_task_scope();
+        }
+    }
+
+    #[cold]
+    fn create_task_scope(&mut self) {
         if let Some(slot) = self.lazy.take() {
             slot.created.set(true);
             // Building an isolated scope reads no frame, so this is safe while

@@ -1,7 +1,7 @@
 //! The imperative scope API: start, enter, inspect, flush or discard.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -365,11 +365,15 @@ pub fn current() -> Option<ScopeHandle> {
 thread_local! {
     // The scopes whose intents this thread currently holds (IntentsGuard).
     static INSPECTING: RefCell<Vec<ScopeId>> = const { RefCell::new(Vec::new()) };
+    // How many there are: every enqueue asks, and the answer is almost always
+    // "none", which this plain counter gives without touching the list.
+    static INSPECTING_COUNT: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Whether this thread holds an [`IntentsGuard`] of scope `id`.
+#[inline]
 pub(crate) fn is_inspecting(id: ScopeId) -> bool {
-    INSPECTING.with(|ids| ids.borrow().contains(&id))
+    INSPECTING_COUNT.with(Cell::get) != 0 && INSPECTING.with(|ids| ids.borrow().contains(&id))
 }
 
 /// The buffered intents of a scope, borrowed, like a `RefCell` borrow: while it
@@ -386,6 +390,7 @@ impl<'a> IntentsGuard<'a> {
     fn new(core: &'a ScopeCore) -> Self {
         let state = core.state();
         INSPECTING.with(|ids| ids.borrow_mut().push(core.info.id));
+        INSPECTING_COUNT.with(|count| count.set(count.get() + 1));
         IntentsGuard {
             state,
             info: &core.info,
@@ -426,6 +431,7 @@ impl Drop for IntentsGuard<'_> {
                 ids.remove(pos);
             }
         });
+        let _ = INSPECTING_COUNT.try_with(|count| count.set(count.get().saturating_sub(1)));
     }
 }
 
