@@ -12,7 +12,7 @@
 //!
 //! * `airlock_flush_batch`: one scope, 10k enqueues, one flush (`PostgresQueue`:
 //!   one transaction, one multi-row `INSERT`);
-//! * `apalis_push_bulk`: the engine's own bulk push of 10k envelope jobs
+//! * `apalis_push_bulk`: building 10k envelope jobs and the engine's own bulk push of them
 //!   (`TaskSink::push_all`);
 //! * `apalis_single_pushes`: 10k `TaskSink::push` calls, one per job.
 
@@ -25,7 +25,6 @@ use airlock::queue::PostgresQueue;
 use airlock::Scope;
 
 const N: u64 = 10_000;
-const ROUNDS: usize = 5;
 const URL_VAR: &str = "AIRLOCK_POSTGRES_URL";
 
 #[airlock::task]
@@ -38,6 +37,14 @@ fn envelope(i: u64) -> serde_json::Value {
 }
 
 /// Intents per second over `elapsed`, printed as one result line.
+/// Rounds to run: `AIRLOCK_BENCH_ROUNDS`, or `default` (CI runs one).
+fn rounds(default: usize) -> usize {
+    std::env::var("AIRLOCK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn report(label: &str, elapsed: Duration) -> f64 {
     let per_second = N as f64 / elapsed.as_secs_f64();
     println!(
@@ -88,13 +95,14 @@ fn main() {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let rounds = rounds(5);
     runtime.block_on(async {
         let queue = PostgresQueue::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("connecting to {URL_VAR}={url}: {e}"));
         let prefix = format!("airlock-bench-{}", std::process::id());
         let mut rates: [Vec<f64>; 3] = Default::default();
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let name = format!("{prefix}-batch-{round}");
             let start = Instant::now();
             Scope::new()
@@ -112,10 +120,12 @@ fn main() {
 
             let name = format!("{prefix}-bulk-{round}");
             let mut storage = queue.storage(&name);
+            let start = Instant::now();
+            // Building the jobs is part of pushing them, as it is for airlock's
+            // enqueue + envelope encoding.
             let tasks: Vec<_> = (0..N)
                 .map(|i| TaskBuilder::new(envelope(i)).build())
                 .collect();
-            let start = Instant::now();
             storage
                 .push_all(&mut futures_util::stream::iter(tasks))
                 .await
@@ -143,7 +153,7 @@ fn main() {
         }
         let [airlock, bulk, single] = rates.map(median);
         println!(
-            "median of {ROUNDS} rounds: airlock batch {airlock:.0}/s, apalis bulk {bulk:.0}/s, \
+            "median of {rounds} rounds: airlock batch {airlock:.0}/s, apalis bulk {bulk:.0}/s, \
              single pushes {single:.0}/s; airlock / bulk {:.2}x, airlock / single {:.1}x",
             airlock / bulk,
             airlock / single

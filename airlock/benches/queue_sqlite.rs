@@ -5,7 +5,7 @@
 //!
 //! * `airlock_flush_batch`: one scope, 10k enqueues, one flush (`SqliteQueue`:
 //!   one SQLite transaction);
-//! * `apalis_push_bulk`: the engine's own bulk push of 10k envelope jobs
+//! * `apalis_push_bulk`: building 10k envelope jobs and the engine's own bulk push of them
 //!   (`TaskSink::push_all`);
 //! * `apalis_single_pushes`: 10k `TaskSink::push` calls, one per job.
 
@@ -35,6 +35,14 @@ async fn fresh_queue(dir: &std::path::Path, name: &str) -> SqliteQueue {
         .expect("the queue database opens")
 }
 
+/// Rounds to run: `AIRLOCK_BENCH_ROUNDS`, or `default` (CI runs one).
+fn rounds(default: usize) -> usize {
+    std::env::var("AIRLOCK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn report(label: &str, elapsed: Duration) {
     let per_second = N as f64 / elapsed.as_secs_f64();
     println!(
@@ -51,7 +59,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("airlock-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
     runtime.block_on(async {
-        for round in 0..3 {
+        for round in 0..rounds(3) {
             let queue = fresh_queue(&dir, &format!("batch-{round}.db")).await;
             let start = Instant::now();
             Scope::new()
@@ -68,10 +76,12 @@ fn main() {
 
             let queue = fresh_queue(&dir, &format!("bulk-{round}.db")).await;
             let mut storage = queue.storage("airlock");
+            let start = Instant::now();
+            // Building the jobs is part of pushing them, as it is for airlock's
+            // enqueue + envelope encoding.
             let tasks: Vec<_> = (0..N)
                 .map(|i| TaskBuilder::new(envelope(i)).build())
                 .collect();
-            let start = Instant::now();
             storage
                 .push_all(&mut futures_util::stream::iter(tasks))
                 .await
