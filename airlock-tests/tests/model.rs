@@ -15,6 +15,7 @@
 //!          | BlockTasks(task).reject_at_enqueue()
 //!          | RejectValue(v) (custom: on_enqueue refuses value v)
 //!          | DropValue(v)   (custom: allows refuses value v)
+//!          | PanicOn(v)     (custom: allows panics on value v)
 //! ```
 //! A scope runs its body, then ends as its `ending` says: `Ok(())`, an
 //! `Err(Error::State)`, or a panic. User code handles everything: a rejected
@@ -41,7 +42,13 @@
 //!   else `Dispatched`, exactly once, when that scope ends, in enqueue order
 //!   among what that scope dispatches;
 //! * so without early dispatch: dispatched iff every scope up to the outermost
-//!   (or detached) one flushed and every policy in force allows it.
+//!   (or detached) one flushed and every policy in force allows it;
+//! * a scope's flush filters all its candidates before dispatching any: if a
+//!   policy panics on one of them (a `PanicOn` reached before any policy
+//!   refuses), none is dispatched; they are discarded with the scope
+//!   (`PolicyPanicked`), and a body that returned `Ok` gets
+//!   `Err(Error::PolicyPanicked)`. What the scope already handed to its
+//!   ancestors goes on.
 //!
 //! The checks then hold the real run to: at most one dispatch per intent, the
 //! dispatched set, FIFO order per dispatching scope, rejected enqueues (error
@@ -142,6 +149,8 @@ enum PolicyKind {
     RejectValue(u8),
     /// Custom: `allows` refuses this value.
     DropValue(u8),
+    /// Custom: `allows` panics on this value.
+    PanicOn(u8),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +190,8 @@ impl ScopeSpec {
         self.ending == Ending::Ok || self.always_flush
     }
 
-    fn discard_reason(&self) -> Option<DiscardReason> {
+    /// Why the scope discards, when its ending (and behaviour) say so.
+    fn ending_discards(&self) -> Option<DiscardReason> {
         match (self.flushes(), self.ending) {
             (true, _) | (_, Ending::Ok) => None,
             (false, Ending::Err) => Some(DiscardReason::Error),
@@ -230,6 +240,7 @@ fn policy_kind() -> impl Strategy<Value = PolicyKind> {
         2 => task().prop_map(PolicyKind::BlockAtEnqueue),
         2 => (0..VALUES).prop_map(PolicyKind::RejectValue),
         2 => (0..VALUES).prop_map(PolicyKind::DropValue),
+        1 => (0..VALUES).prop_map(PolicyKind::PanicOn),
     ]
 }
 
@@ -323,6 +334,15 @@ impl PolicyKind {
             _ => true,
         }
     }
+
+    fn panics(self, value: u8) -> bool {
+        self == PolicyKind::PanicOn(value)
+    }
+}
+
+/// The message a `PanicOn` policy panics with.
+fn policy_panic_message(value: u8) -> String {
+    format!("planned policy panic on value {value}")
 }
 
 /// Where one enqueue happened.
@@ -337,7 +357,7 @@ struct EnqueueCtx {
     path: Vec<usize>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum ModelFate {
     Dispatched,
     Dropped(Link),
@@ -356,6 +376,8 @@ struct Expected {
     log: Vec<usize>,
     /// Per scope: `(seq, own, fate)` of every intent it held, in order.
     records: Vec<Vec<(usize, bool, ModelFate)>>,
+    /// Per scope: why it discarded, if it did.
+    discarded: Vec<Option<DiscardReason>>,
     /// Per scope, its spec.
     scopes: Vec<ScopeSpec>,
 }
@@ -433,22 +455,19 @@ fn expect(program: &ScopeSpec) -> Expected {
         dispatched_by: Vec::new(),
         log: Vec::new(),
         records: w.scopes.iter().map(|_| Vec::new()).collect(),
+        discarded: w.scopes.iter().map(ScopeSpec::ending_discards).collect(),
         scopes: w.scopes,
     };
+    // Per scope: the intents its flush filters, as (seq, index of the record).
+    let mut candidates: Vec<Vec<(usize, usize)>> = vec![Vec::new(); expected.scopes.len()];
     for (seq, e) in w.enqueues.iter().enumerate() {
         let rejected_by = e
             .chain
             .iter()
             .copied()
             .find(|l| l.kind.rejects(e.task, e.value));
-        let refused_by = e
-            .chain
-            .iter()
-            .copied()
-            .find(|l| !l.kind.allows(e.task, e.value));
-        let mut dispatched_by = None;
         // An accepted intent climbs from the scope it was enqueued in,
-        // `path[0]`, until a scope discards, drops or dispatches it.
+        // `path[0]`, until a scope discards it or filters it.
         let mut at = Some(0).filter(|_| rejected_by.is_none());
         while let Some(k) = at {
             let s = e.path[k];
@@ -456,7 +475,7 @@ fn expect(program: &ScopeSpec) -> Expected {
             // The nearest ancestor that does not let it through takes it.
             let taker =
                 (k + 1..e.path.len()).find(|&a| scopes[e.path[a]].lets_through != Some(e.task));
-            let fate = if let Some(reason) = scopes[s].discard_reason() {
+            let fate = if let Some(reason) = scopes[s].ending_discards() {
                 at = None;
                 ModelFate::Discarded(reason)
             } else if let Some(taker) = taker {
@@ -464,18 +483,47 @@ fn expect(program: &ScopeSpec) -> Expected {
                 ModelFate::Captured { by: e.path[taker] }
             } else {
                 at = None;
-                match refused_by {
-                    Some(link) => ModelFate::Dropped(link),
-                    None => {
-                        dispatched_by = Some(s);
-                        ModelFate::Dispatched
-                    }
-                }
+                candidates[s].push((seq, expected.records[s].len()));
+                ModelFate::Dispatched // until the filter below says otherwise
             };
             expected.records[s].push((seq, k == 0, fate));
         }
         expected.rejected_by.push(rejected_by);
-        expected.dispatched_by.push(dispatched_by);
+        expected.dispatched_by.push(None);
+    }
+    // Each scope's flush filters its candidates, all of them before it
+    // dispatches any: the first policy (innermost first) that refuses or
+    // panics decides for an intent; one panic and the whole flush is off.
+    for (s, candidates) in candidates.iter().enumerate() {
+        let verdict = |seq: usize| {
+            let e = &w.enqueues[seq];
+            e.chain
+                .iter()
+                .copied()
+                .find(|l| l.kind.panics(e.value) || !l.kind.allows(e.task, e.value))
+        };
+        let panic = candidates.iter().find_map(|&(seq, _)| match verdict(seq) {
+            Some(link) if link.kind.panics(w.enqueues[seq].value) => {
+                Some(policy_panic_message(w.enqueues[seq].value))
+            }
+            _ => None,
+        });
+        for &(seq, record) in candidates {
+            let fate = match (&panic, verdict(seq)) {
+                (Some(message), _) => {
+                    ModelFate::Discarded(DiscardReason::PolicyPanicked(message.clone()))
+                }
+                (None, Some(link)) => ModelFate::Dropped(link),
+                (None, None) => {
+                    expected.dispatched_by[seq] = Some(s);
+                    ModelFate::Dispatched
+                }
+            };
+            expected.records[s][record].2 = fate;
+        }
+        if let Some(message) = panic {
+            expected.discarded[s] = Some(DiscardReason::PolicyPanicked(message));
+        }
     }
     // A scope dispatches when it ends, in enqueue order.
     for &s in &w.ends {
@@ -535,6 +583,19 @@ impl Policy for DropValue {
     }
 }
 
+/// Panics at flush on intents carrying this value.
+#[derive(Debug)]
+struct PanicOn(u8);
+
+impl Policy for PanicOn {
+    fn allows(&self, intent: &Intent) -> bool {
+        if value_of(intent) == Some(self.0) {
+            std::panic::panic_any(policy_panic_message(self.0));
+        }
+        true
+    }
+}
+
 fn make_policy(kind: PolicyKind, mode: Mode) -> Arc<dyn Policy> {
     match kind {
         PolicyKind::DropAll => Arc::new(DropAll),
@@ -545,6 +606,7 @@ fn make_policy(kind: PolicyKind, mode: Mode) -> Arc<dyn Policy> {
         }
         PolicyKind::RejectValue(v) => Arc::new(RejectValue(v)),
         PolicyKind::DropValue(v) => Arc::new(DropValue(v)),
+        PolicyKind::PanicOn(v) => Arc::new(PanicOn(v)),
     }
 }
 
@@ -889,8 +951,17 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
         let handle = trace.handles[idx].as_ref().expect("handle taken");
         prop_assert_eq!(handle.is_nested(), idx != 0 && !spec.detached);
         let ret = trace.returned[idx].as_ref().expect("every scope returned");
+        let discarded = &expected.discarded[idx];
+        let policy_panicked = match discarded {
+            Some(DiscardReason::PolicyPanicked(message)) => Some(message),
+            _ => None,
+        };
         let ok = match (spec.ending, ret) {
-            (Ending::Ok, Returned::Ok) => true,
+            // A flush error replaces only an `Ok`.
+            (Ending::Ok, Returned::Err(Error::PolicyPanicked { scope, message })) => {
+                policy_panicked == Some(message) && scope.id == handle.info().id
+            }
+            (Ending::Ok, Returned::Ok) => policy_panicked.is_none(),
             (Ending::Err, Returned::Err(Error::State(message))) => {
                 *message == format!("planned error in s{idx}")
             }
@@ -905,15 +976,15 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
             ret
         );
 
-        let phase = if spec.flushes() {
-            ScopePhase::Flushed
-        } else {
+        let phase = if discarded.is_some() {
             ScopePhase::Discarded
+        } else {
+            ScopePhase::Flushed
         };
         prop_assert_eq!(handle.phase(), phase, "phase of s{}", idx);
         prop_assert_eq!(
-            handle.discard_reason(),
-            spec.discard_reason(),
+            &handle.discard_reason(),
+            discarded,
             "discard reason of s{}",
             idx
         );
@@ -995,14 +1066,19 @@ fn enqueue_args(program: &ScopeSpec, seq: usize) -> (Task, u8) {
 // ---------------------------------------------------------------------------
 // The properties.
 
-/// Keeps the planned panics of the programs off stderr; any other panic (a
-/// failed assertion) is reported as usual.
+/// Keeps the planned panics of the programs (bodies and `PanicOn` policies)
+/// off stderr; any other panic (a failed assertion) is reported as usual.
 fn quiet_planned_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !info.payload().is::<PlannedPanic>() {
+            let payload = info.payload();
+            let planned = payload.is::<PlannedPanic>()
+                || payload
+                    .downcast_ref::<String>()
+                    .is_some_and(|m| m.starts_with("planned policy panic"));
+            if !planned {
                 default(info);
             }
         }));
