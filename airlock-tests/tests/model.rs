@@ -8,7 +8,7 @@
 //! scope   := Scope { policies: [policy; 0..=2], always_flush,
 //!                    lets_through: none | task, detached,
 //!                    body: [op], ending: Ok | Err | Panic }
-//! op      := Enqueue(task A | B, value 0..4)
+//! op      := Enqueue(task A | B | Fail, value 0..4)
 //!          | WithPolicy(policy, [op])   (airlock::with_policy / with_policy_async)
 //!          | scope                      (a nested scope)
 //! policy  := DropAll | AssertNoEffects | BlockTasks(task) (drops at flush)
@@ -48,7 +48,11 @@
 //!   refuses), none is dispatched; they are discarded with the scope
 //!   (`PolicyPanicked`), and a body that returned `Ok` gets
 //!   `Err(Error::PolicyPanicked)`. What the scope already handed to its
-//!   ancestors goes on.
+//!   ancestors goes on;
+//! * the executor runs a scope's survivors in order and stops at the first
+//!   that fails (task `Fail` runs, then returns an error): it is `Failed`, the
+//!   rest `NotAttempted` (and handed back in the error), and a body that
+//!   returned `Ok` gets `Err(Error::Dispatch)`.
 //!
 //! The checks then hold the real run to: at most one dispatch per intent, the
 //! dispatched set, FIFO order per dispatching scope, rejected enqueues (error
@@ -118,6 +122,17 @@ fn probe_b(run: u64, seq: u64, value: u8) {
     log_dispatch(run, ("model.b", seq as usize, value));
 }
 
+/// The task that fails: it runs (and is logged), then returns an error, so
+/// the executor stops the flush there.
+#[airlock::task(name = "model.fail")]
+fn probe_fail(run: u64, seq: u64, value: u8) -> std::io::Result<()> {
+    log_dispatch(run, ("model.fail", seq as usize, value));
+    Err(std::io::Error::other(TASK_FAILURE))
+}
+
+/// What [`probe_fail()`] fails with.
+const TASK_FAILURE: &str = "planned task failure";
+
 /// Task B of the async programs: really suspends, so the flush awaits it.
 #[airlock::task(name = "model.b_async")]
 async fn probe_b_async(run: u64, seq: u64, value: u8) {
@@ -135,6 +150,8 @@ const VALUES: u8 = 4;
 enum Task {
     A,
     B,
+    /// Fails when run.
+    Fail,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +245,7 @@ fn number(program: &mut ScopeSpec) -> (usize, usize) {
 // Strategies.
 
 fn task() -> impl Strategy<Value = Task> {
-    prop_oneof![Just(Task::A), Just(Task::B)]
+    prop_oneof![4 => Just(Task::A), 4 => Just(Task::B), 1 => Just(Task::Fail)]
 }
 
 fn policy_kind() -> impl Strategy<Value = PolicyKind> {
@@ -360,6 +377,8 @@ struct EnqueueCtx {
 #[derive(Debug, Clone, PartialEq)]
 enum ModelFate {
     Dispatched,
+    Failed,
+    NotAttempted,
     Dropped(Link),
     Captured { by: usize },
     Discarded(DiscardReason),
@@ -370,7 +389,7 @@ enum ModelFate {
 struct Expected {
     /// Per seq: `None` if accepted, else the policy that rejects it.
     rejected_by: Vec<Option<Link>>,
-    /// Per seq: the scope it is dispatched from, if it is.
+    /// Per seq: the scope that ran it (dispatched it, or saw it fail), if any.
     dispatched_by: Vec<Option<usize>>,
     /// The seqs, in the order they are dispatched.
     log: Vec<usize>,
@@ -378,6 +397,8 @@ struct Expected {
     records: Vec<Vec<(usize, bool, ModelFate)>>,
     /// Per scope: why it discarded, if it did.
     discarded: Vec<Option<DiscardReason>>,
+    /// Per scope: the seqs its failed dispatch never attempted, if it failed.
+    dispatch_failed: Vec<Option<Vec<usize>>>,
     /// Per scope, its spec.
     scopes: Vec<ScopeSpec>,
 }
@@ -456,6 +477,7 @@ fn expect(program: &ScopeSpec) -> Expected {
         log: Vec::new(),
         records: w.scopes.iter().map(|_| Vec::new()).collect(),
         discarded: w.scopes.iter().map(ScopeSpec::ending_discards).collect(),
+        dispatch_failed: vec![None; w.scopes.len()],
         scopes: w.scopes,
     };
     // Per scope: the intents its flush filters, as (seq, index of the record).
@@ -509,14 +531,25 @@ fn expect(program: &ScopeSpec) -> Expected {
             _ => None,
         });
         for &(seq, record) in candidates {
+            let failed = &mut expected.dispatch_failed[s];
             let fate = match (&panic, verdict(seq)) {
                 (Some(message), _) => {
                     ModelFate::Discarded(DiscardReason::PolicyPanicked(message.clone()))
                 }
                 (None, Some(link)) => ModelFate::Dropped(link),
+                // The executor stopped at an earlier failure.
+                (None, None) if failed.is_some() => {
+                    failed.as_mut().expect("checked").push(seq);
+                    ModelFate::NotAttempted
+                }
                 (None, None) => {
                     expected.dispatched_by[seq] = Some(s);
-                    ModelFate::Dispatched
+                    if w.enqueues[seq].task == Task::Fail {
+                        *failed = Some(Vec::new());
+                        ModelFate::Failed
+                    } else {
+                        ModelFate::Dispatched
+                    }
                 }
             };
             expected.records[s][record].2 = fate;
@@ -546,6 +579,7 @@ enum Mode {
 fn task_def(task: Task, mode: Mode) -> &'static TaskDef {
     match (task, mode) {
         (Task::A, _) => probe_a::TASK,
+        (Task::Fail, _) => probe_fail::TASK,
         (Task::B, Mode::Sync) => probe_b::TASK,
         (Task::B, Mode::Async) => probe_b_async::TASK,
     }
@@ -558,6 +592,7 @@ fn value_of(intent: &Intent) -> Option<u8> {
         .map(|a| a.value)
         .or_else(|| intent.args::<probe_b>().map(|a| a.value))
         .or_else(|| intent.args::<probe_b_async>().map(|a| a.value))
+        .or_else(|| intent.args::<probe_fail>().map(|a| a.value))
 }
 
 /// Refuses intents carrying this value at enqueue.
@@ -654,6 +689,7 @@ fn enqueue(task: Task, mode: Mode, run: u64, seq: usize, value: u8) -> airlock::
     let seq = seq as u64;
     match (task, mode) {
         (Task::A, _) => probe_a::enqueue(run, seq, value),
+        (Task::Fail, _) => probe_fail::enqueue(run, seq, value),
         (Task::B, Mode::Sync) => probe_b::enqueue(run, seq, value),
         (Task::B, Mode::Async) => probe_b_async::enqueue(run, seq, value),
     }
@@ -835,6 +871,8 @@ fn run_async_pair(first: &ScopeSpec, second: &ScopeSpec) -> (Trace, Trace) {
 #[derive(Debug, PartialEq)]
 enum SeenFate {
     Dispatched,
+    Failed(String),
+    NotAttempted,
     /// The policy's name; `None` for a local block, else the scope's index.
     Dropped(String, Option<usize>),
     Captured(usize),
@@ -893,17 +931,18 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
     prop_assert_eq!(
         &unique,
         &should,
-        "dispatched iff every scope on the way flushed and every policy allows"
+        "ran iff every scope on the way flushed, every policy allows, and no earlier \
+         intent of the same flush failed"
     );
     // FIFO, from what airlock itself reports: the intents a scope's records
-    // call dispatched are in enqueue order, and ran in that order; and no
-    // intent is reported dispatched by two scopes.
+    // say ran (dispatched, or failed) are in enqueue order, and ran in that
+    // order; and no intent is reported run by two scopes.
     let mut reported = BTreeSet::new();
     for handle in trace.handles.iter().flatten() {
         let mine: Vec<usize> = handle
             .records()
             .iter()
-            .filter(|r| r.fate == Fate::Dispatched)
+            .filter(|r| matches!(r.fate, Fate::Dispatched | Fate::Failed { .. }))
             .map(|r| seq_of.get(&r.id).copied().unwrap_or(usize::MAX))
             .collect();
         prop_assert!(
@@ -961,7 +1000,18 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
             (Ending::Ok, Returned::Err(Error::PolicyPanicked { scope, message })) => {
                 policy_panicked == Some(message) && scope.id == handle.info().id
             }
-            (Ending::Ok, Returned::Ok) => policy_panicked.is_none(),
+            (Ending::Ok, Returned::Err(Error::Dispatch(failure))) => {
+                let handed_back: Vec<usize> = failure
+                    .not_attempted
+                    .iter()
+                    .map(|i| seq_of.get(&i.id()).copied().unwrap_or(usize::MAX))
+                    .collect();
+                failure.report.scope.id == handle.info().id
+                    && expected.dispatch_failed[idx].as_ref() == Some(&handed_back)
+            }
+            (Ending::Ok, Returned::Ok) => {
+                policy_panicked.is_none() && expected.dispatch_failed[idx].is_none()
+            }
             (Ending::Err, Returned::Err(Error::State(message))) => {
                 *message == format!("planned error in s{idx}")
             }
@@ -994,6 +1044,8 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
             .map(|(seq, own, fate)| {
                 let fate = match fate {
                     ModelFate::Dispatched => SeenFate::Dispatched,
+                    ModelFate::Failed => SeenFate::Failed(TASK_FAILURE.to_owned()),
+                    ModelFate::NotAttempted => SeenFate::NotAttempted,
                     ModelFate::Dropped(link) => SeenFate::Dropped(
                         make_policy(link.kind, mode).name(),
                         match link.source {
@@ -1014,6 +1066,8 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
             .map(|r| {
                 let fate = match &r.fate {
                     Fate::Dispatched => SeenFate::Dispatched,
+                    Fate::Failed { error } => SeenFate::Failed(error.clone()),
+                    Fate::NotAttempted => SeenFate::NotAttempted,
                     Fate::Dropped { policy, source } => SeenFate::Dropped(
                         policy.to_string(),
                         match source {
