@@ -57,12 +57,15 @@
 //! The checks then hold the real run to: at most one dispatch per intent, the
 //! dispatched set, FIFO order per dispatching scope, rejected enqueues (error
 //! variant and policy) never dispatched, each scope's result, phase, discard
-//! reason, its buffer at the end of its body and its `records()` fates.
+//! reason, its buffer at the end of its body and its `records()` fates, and
+//! the outermost scope's `FlushReport`.
 //!
-//! The async variant runs the same grammar with `Scope::run_async` and
-//! `with_policy_async`, yielding after every enqueue, and runs two programs at
-//! once interleaved on one current-thread runtime, where one of the two tasks
-//! is async (awaited by the in-process executor's async path).
+//! The sync variant runs nested scopes with `Scope::run` and the outermost one
+//! with `Scope::start`, `ActiveScope::in_scope` and `ActiveScope::end`, as an
+//! integration would. The async variant runs the same grammar with
+//! `Scope::run_async` and `with_policy_async`, yielding after every enqueue,
+//! and runs two programs at once interleaved on one current-thread runtime;
+//! there task B is async (the in-process executor's async path awaits it).
 //!
 //! 256 cases per property by default (a few seconds). A long run (about a
 //! minute and a half of CPU in a debug build):
@@ -81,9 +84,9 @@ use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::task::{Context, Poll};
 
 use airlock::{
-    AlwaysFlush, AssertNoEffects, BlockTasks, DiscardReason, DropAll, Error, Fate, Intent,
-    IntentId, Outcome, Policy, PolicySource, PolicyViolation, Scope, ScopeBehavior, ScopeHandle,
-    ScopeId, ScopeInfo, ScopePhase, TaskDef,
+    AlwaysFlush, AssertNoEffects, BlockTasks, DiscardReason, DropAll, Error, Fate, FlushReport,
+    Intent, IntentId, Outcome, Policy, PolicySource, PolicyViolation, Scope, ScopeBehavior,
+    ScopeHandle, ScopeId, ScopeInfo, ScopePhase, TaskDef,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -736,6 +739,9 @@ struct Trace {
     buffers: Vec<Option<Vec<IntentId>>>,
     /// Per scope, how its `run` returned.
     returned: Vec<Option<Returned>>,
+    /// The report the outermost scope's `ActiveScope::end` returned, when it
+    /// ran that way (sync programs) and the end returned one.
+    report: Option<FlushReport>,
 }
 
 impl Trace {
@@ -750,6 +756,7 @@ impl Trace {
             handles: vec![None; scopes],
             buffers: vec![None; scopes],
             returned: (0..scopes).map(|_| None).collect(),
+            report: None,
         }
     }
 
@@ -791,8 +798,33 @@ fn run_sync(program: &ScopeSpec) -> Trace {
             }
         }
     }
+    // The outermost scope through the imperative API, the way integrations
+    // (middleware, transactions) end scopes, so its FlushReport can be checked.
     let mut trace = Trace::new(program, Mode::Sync);
-    scope(program, &mut trace);
+    let active = settings(program, Mode::Sync).start();
+    let body = catch_unwind(AssertUnwindSafe(|| {
+        active.in_scope(|| {
+            trace.enter_body(program);
+            ops(&program.body, &mut trace);
+            trace.leave_body(program);
+            end_body(program)
+        })
+    }));
+    let outcome = match &body {
+        Ok(Ok(())) => Outcome::Success,
+        Ok(Err(_)) => Outcome::Error,
+        Err(_) => Outcome::Panic,
+    };
+    let end = active.end(outcome);
+    // What `Scope::run` would have returned: a flush error replaces an `Ok`.
+    let returned = match (body, end) {
+        (Ok(Ok(())), Err(error)) => Returned::Err(error),
+        (body, end) => {
+            trace.report = end.ok();
+            returned(body)
+        }
+    };
+    trace.returned[program.idx] = Some(returned);
     trace
 }
 
@@ -1087,6 +1119,27 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
             })
             .collect();
         prop_assert_eq!(&got, &want, "records of s{}", idx);
+
+        // The outermost scope's FlushReport (sync programs) says the same as
+        // its handle; `end` returns one unless the flush failed.
+        if idx == 0 && mode == Mode::Sync {
+            let flush_failed = policy_panicked.is_some() || expected.dispatch_failed[0].is_some();
+            prop_assert_eq!(
+                trace.report.is_some(),
+                !flush_failed,
+                "a FlushReport iff no flush error"
+            );
+        }
+        if let (0, Some(report)) = (idx, &trace.report) {
+            let summary = |records: &[airlock::IntentRecord]| -> Vec<(IntentId, bool, Fate)> {
+                records
+                    .iter()
+                    .map(|r| (r.id, r.own, r.fate.clone()))
+                    .collect()
+            };
+            prop_assert_eq!(&report.scope, handle.info());
+            prop_assert_eq!(summary(&report.records), summary(&handle.records()));
+        }
 
         let buffer: Vec<usize> = trace.buffers[idx]
             .as_ref()
