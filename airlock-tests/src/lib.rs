@@ -152,6 +152,8 @@ pub fn record_then_fail(tag: String, value: u64) -> Result<(), Boom> {
     Err(Boom(tag))
 }
 
+#[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
+pub mod crash;
 pub mod process;
 pub mod servers;
 
