@@ -152,6 +152,9 @@ pub fn record_then_fail(tag: String, value: u64) -> Result<(), Boom> {
     Err(Boom(tag))
 }
 
+#[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
+pub mod crash;
+pub mod process;
 pub mod servers;
 
 /// The file cross-process tests read to see which tasks ran, one line per run

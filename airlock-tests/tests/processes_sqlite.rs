@@ -3,55 +3,26 @@
 //! commit and its dispatch loses the intent after-commit but not co-commit.
 #![cfg(feature = "apalis-sqlite")]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use airlock::queue::SqliteQueue;
 use airlock::Scope;
+use airlock_tests::process::{eventually, Node};
 use airlock_tests::{execution_pids, executions, log_execution, EXECUTION_LOG_VAR};
 
 const NODE: &str = env!("CARGO_BIN_EXE_airlock-test-node");
 
-/// A child process killed (SIGKILL) when the test ends, pass or fail.
-struct Node(Child);
+/// How long a worker gets to run the jobs.
+const WAIT: Duration = Duration::from_secs(30);
 
-impl Node {
-    /// Starts `airlock-test-node sqlite <args>` logging task runs to `log`,
-    /// and waits until it prints `line`.
-    fn start(log: &Path, args: &[&str], line: &str) -> Node {
-        let mut child = Command::new(NODE)
-            .arg("sqlite")
-            .args(args)
-            .env(EXECUTION_LOG_VAR, log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the test node starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let node = Node(child);
-        loop {
-            match lines.next() {
-                Some(Ok(got)) if got == line => return node,
-                Some(Ok(_)) => {}
-                other => panic!("the node exited before printing {line:?}: {other:?}"),
-            }
-        }
-    }
-
-    fn kill(mut self) {
-        self.0.kill().expect("SIGKILL the node");
-        self.0.wait().expect("reap the node");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `airlock-test-node sqlite <args>` logging task runs to `log`, and
+/// waits until it prints `line`; it is killed when dropped.
+fn start(log: &Path, args: &[&str], line: &str) -> Node {
+    let mut command = Command::new(NODE);
+    command.arg("sqlite").args(args).env(EXECUTION_LOG_VAR, log);
+    Node::start(command, line)
 }
 
 struct Setup {
@@ -74,18 +45,6 @@ fn setup() -> Setup {
     }
 }
 
-/// Polls `done` every 20 ms for up to 30 s; returns whether it held.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
-}
-
 async fn count(queue: &SqliteQueue, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(queue.pool())
@@ -98,8 +57,8 @@ async fn two_worker_processes_run_every_job_exactly_once() {
     let s = setup();
     let queue = SqliteQueue::connect(&s.url).await.unwrap();
     // Both workers poll before the jobs arrive, so both get a share.
-    let a = Node::start(&s.log, &["worker", &s.url, "proc-a"], "ready");
-    let b = Node::start(&s.log, &["worker", &s.url, "proc-b"], "ready");
+    let a = start(&s.log, &["worker", &s.url, "proc-a"], "ready");
+    let b = start(&s.log, &["worker", &s.url, "proc-b"], "ready");
     const JOBS: usize = 200;
     let keys: Vec<String> = (0..JOBS).map(|i| format!("job-{i}")).collect();
     let batch = keys.clone();
@@ -117,10 +76,10 @@ async fn two_worker_processes_run_every_job_exactly_once() {
         count(&queue, "SELECT COUNT(*) FROM Jobs").await,
         JOBS as i64
     );
-    let all_done = eventually(|| keys.iter().all(|k| executions(&s.log, k) >= 1));
+    let all_done = eventually(WAIT, || keys.iter().all(|k| executions(&s.log, k) >= 1));
     // Give a would-be duplicate time to show up before counting.
     std::thread::sleep(Duration::from_millis(300));
-    let (pid_a, pid_b) = (a.0.id(), b.0.id());
+    let (pid_a, pid_b) = (a.id(), b.id());
     a.kill();
     b.kill();
     assert!(all_done, "every job ran within 30 s");
@@ -149,16 +108,16 @@ async fn two_worker_processes_run_every_job_exactly_once() {
 async fn crash_after_commit(mode: &str) -> (i64, i64, usize) {
     let s = setup();
     let key = format!("order-{mode}");
-    let producer = Node::start(&s.log, &["produce", &s.url, mode, &key], "committed");
+    let producer = start(&s.log, &["produce", &s.url, mode, &key], "committed");
     producer.kill();
 
     let queue = SqliteQueue::connect(&s.url).await.unwrap();
     let orders = count(&queue, "SELECT COUNT(*) FROM orders").await;
     let jobs = count(&queue, "SELECT COUNT(*) FROM Jobs").await;
-    let worker = Node::start(&s.log, &["worker", &s.url, "after-crash"], "ready");
+    let worker = start(&s.log, &["worker", &s.url, "after-crash"], "ready");
     if jobs > 0 {
         assert!(
-            eventually(|| executions(&s.log, &key) >= 1),
+            eventually(WAIT, || executions(&s.log, &key) >= 1),
             "{mode}: the queued job ran"
         );
     } else {

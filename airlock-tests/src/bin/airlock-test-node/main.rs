@@ -1,6 +1,7 @@
 //! A separate process for the cross-process queue tests: a worker that runs
-//! the fixture tasks from a real queue, or a producer that commits a
-//! transaction and then waits to be killed.
+//! the fixture tasks from a real queue, or a producer that commits
+//! transactions and then waits to be killed (`crash-produce`: wherever the
+//! crash-injection test tells it to stop).
 //!
 //! `airlock-test-node <backend> <role> [args...]`, where each backend module
 //! owns its roles and arguments. Tasks log their runs to the file named by
@@ -9,6 +10,8 @@
 // The fixture tasks live in the library; linking it registers them.
 use airlock_tests as _;
 
+#[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
+mod crash;
 #[cfg(feature = "apalis-postgres")]
 mod postgres;
 #[cfg(feature = "apalis-redis")]
