@@ -97,6 +97,7 @@ def main():
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
 
     speedups = []
+    missing = False  # whether some cell is "—", to explain it only then
     order = list(rust) + [w for w in py if w not in rust]
     for workload in order:
         r = tuple(num(x) for x in rust.get(workload, ("", "", "", ""))[:3])
@@ -119,6 +120,7 @@ def main():
         if speedup is not None and not is_bytes and workload not in PY_ONLY:
             speedups.append((speedup, workload))
         py_cell = "n/a" if p_fields[0] == "n/a" else fmt(p[0])
+        missing = missing or r[0] is None or (p[0] is None and p_fields[0] != "n/a")
         print(
             f"| {label(workload)} | {fmt(r[0])} | {py_cell} | "
             f"{fmt_ratio(speedup)}{' less' if is_bytes and speedup else ''} | "
@@ -137,9 +139,13 @@ def main():
         print()
     print(
         "Floors, measured in the same run: Rust `Vec<Box<dyn FnOnce()>>` pushed then "
-        "called; Python a list of lambdas appended then called. Direct calls are in "
-        "the TSVs. — : not measured on that side in this run (`--quick` skips "
-        "N = 1,000,000 on the Python side)."
+        "called; Python a list of lambdas appended then called."
+        + (
+            " — : not measured on that side in this run (`--quick` skips "
+            "N = 1,000,000 on the Python side)."
+            if missing
+            else ""
+        )
     )
     print()
     print(
