@@ -4,7 +4,9 @@
 //!
 //! Run: `cargo bench -p airlock --bench in_process_table`
 //! (`AIRLOCK_BENCH_ROUNDS=N` repeats each measurement N times and keeps the
-//! fastest; the default is 5).
+//! fastest; the default is 5). `AIRLOCK_BENCH_FORMAT=tsv` prints tab-separated
+//! `workload airlock_ns floor_ns direct_ns` rows under stable workload ids
+//! instead, for `scripts/compare-airlock-py.sh` to join with airlock-py's.
 //!
 //! For statistically careful numbers use the criterion suite
 //! (`cargo bench -p airlock --bench enqueue_flush`); this one trades rigour
@@ -189,7 +191,27 @@ fn bytes_per_boxed_closure(n: u64) -> f64 {
     (after - before) as f64 / n as f64
 }
 
-fn row(workload: &str, airlock_ns: f64, floor_ns: f64, direct_ns: f64) {
+/// Whether to print machine-readable rows (see the module docs).
+fn tsv() -> bool {
+    std::env::var("AIRLOCK_BENCH_FORMAT").is_ok_and(|v| v == "tsv")
+}
+
+fn header() {
+    if tsv() {
+        println!("workload\tairlock_ns\tfloor_ns\tdirect_ns");
+        return;
+    }
+    println!("| workload (ns per intent)                     |   airlock |     floor |  ratio |  direct |");
+    println!("| -------------------------------------------- | --------: | --------: | -----: | ------: |");
+}
+
+/// One row; `id` is the stable name scripts join on (scripts/airlock_py_bench.py
+/// prints the same ids), `workload` the label people read.
+fn row(id: &str, workload: &str, airlock_ns: f64, floor_ns: f64, direct_ns: f64) {
+    if tsv() {
+        println!("{id}\t{airlock_ns:.2}\t{floor_ns:.2}\t{direct_ns:.2}");
+        return;
+    }
     println!(
         "| {workload:<44} | {airlock_ns:>9.1} | {floor_ns:>9.1} | {:>6.1}x | {direct_ns:>7.1} |",
         airlock_ns / floor_ns
@@ -202,24 +224,26 @@ fn main() {
         in_process(10);
         return;
     }
-    println!("| workload (ns per intent)                     |   airlock |     floor |  ratio |  direct |");
-    println!("| -------------------------------------------- | --------: | --------: | -----: | ------: |");
+    header();
     for n in [1_000_u64, 100_000, 1_000_000] {
         let f = ns_per(n, || floor(n));
         let d = ns_per(n, || direct(n));
         row(
+            &format!("in_process_{n}"),
             &format!("enqueue + flush, in-process, N = {n}"),
             ns_per(n, || in_process(n)),
             f,
             d,
         );
         row(
+            &format!("drop_all_{n}"),
             &format!("enqueue + flush, DropAll, N = {n}"),
             ns_per(n, || drop_all(n)),
             f,
             d,
         );
         row(
+            &format!("block_half_{n}"),
             &format!("enqueue + flush, BlockTasks half, N = {n}"),
             ns_per(n, || block_half(n)),
             f,
@@ -233,6 +257,7 @@ fn main() {
     });
     let d = ns_per(100_000, || direct(100_000));
     row(
+        "scopes_10000x10",
         "10,000 scopes x 10 intents",
         ns_per(100_000, || many_scopes(10_000, 10)),
         f,
@@ -242,6 +267,7 @@ fn main() {
     let d = ns_per(1_000, || direct(1_000));
     for depth in [1_u32, 10] {
         row(
+            &format!("nested_depth_{depth}"),
             &format!("nesting depth {depth}, 1,000 intents innermost"),
             ns_per(1_000, || nested(depth, 1_000)),
             f,
@@ -258,14 +284,29 @@ fn main() {
         }))
         .expect("flush succeeds");
     });
+    summary(
+        scoped,
+        plain,
+        bytes_per_buffered_intent(100_000),
+        bytes_per_boxed_closure(100_000),
+    );
+}
+
+/// The two figures that are not ns per intent. In TSV they are rows too: the
+/// async one as ns per poll (scoped in the airlock column, plain in the floor
+/// column), the memory one in bytes (the `_bytes` suffix says so).
+fn summary(scoped: f64, plain: f64, bytes: f64, floor_bytes: f64) {
+    if tsv() {
+        println!("async_per_poll\t{scoped:.2}\t{plain:.2}\t");
+        println!("memory_per_intent_bytes\t{bytes:.1}\t{floor_bytes:.1}\t");
+        return;
+    }
     println!();
     println!(
         "async scope overhead per poll: {:.1} ns ({scoped:.1} ns scoped vs {plain:.1} ns plain)",
         scoped - plain
     );
     println!(
-        "memory per buffered intent: {:.1} bytes allocated (floor: {:.1} bytes per boxed closure)",
-        bytes_per_buffered_intent(100_000),
-        bytes_per_boxed_closure(100_000)
+        "memory per buffered intent: {bytes:.1} bytes allocated (floor: {floor_bytes:.1} bytes per boxed closure)"
     );
 }
