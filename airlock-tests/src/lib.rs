@@ -152,6 +152,7 @@ pub fn record_then_fail(tag: String, value: u64) -> Result<(), Boom> {
     Err(Boom(tag))
 }
 
+pub mod faults;
 pub mod servers;
 
 /// The file cross-process tests read to see which tasks ran, one line per run
