@@ -265,6 +265,17 @@ pub fn is_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The parent of process `pid` (from `/proc`).
+pub fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// The direct children of process `pid` (from `/proc`).
 pub fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
