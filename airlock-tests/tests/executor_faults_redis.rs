@@ -380,7 +380,7 @@ async fn a_flush_the_caller_times_out_is_interrupted_never_dispatched() {
     let handle: ScopeHandle = scope.handle();
     server.pause();
     // The caller gives up before Redis's own response timeout.
-    let timed_out = tokio::time::timeout(Duration::from_millis(100), scope.flush_async()).await;
+    let timed_out = tokio::time::timeout(Duration::from_millis(300), scope.flush_async()).await;
     server.resume();
     assert!(timed_out.is_err(), "the flush was still waiting on Redis");
     let records = handle.records();
