@@ -53,8 +53,10 @@ pub enum Fate {
     /// Not attempted, because an earlier intent in the same flush failed.
     NotAttempted,
     /// Handed to the executor, but the dispatch was cancelled (its future was
-    /// dropped) before the executor reported back: it may or may not have
-    /// been dispatched.
+    /// dropped) before the executor reported back, or the executor sent it to
+    /// a broker whose answer never came
+    /// ([`DispatchError::in_doubt`](crate::executor::DispatchError::in_doubt)):
+    /// it may or may not have been dispatched.
     Interrupted,
     /// Thrown away with the scope.
     Discarded(DiscardReason),
@@ -176,6 +178,11 @@ pub struct DispatchFailure {
     pub source: BoxError,
     /// The intents the executor never attempted, in FIFO order, for a retry.
     pub not_attempted: Vec<Intent>,
+    /// The intents sent to a broker whose answer never came (reported
+    /// [`Fate::Interrupted`]), in FIFO order: they may already be queued, so
+    /// retry them only where running one twice is acceptable, or after
+    /// checking the queue.
+    pub in_doubt: Vec<Intent>,
 }
 
 impl fmt::Display for DispatchFailure {
@@ -189,6 +196,14 @@ impl fmt::Display for DispatchFailure {
             write!(f, " at `{}`", failed.task.name())?;
         }
         write!(f, ": {}", self.source)?;
+        if !self.in_doubt.is_empty() {
+            let in_doubt: Vec<_> = self.in_doubt.iter().map(Intent::name).collect();
+            write!(
+                f,
+                " [sent, but the answer was lost, so they may or may not be dispatched, handed \
+                 back in DispatchFailure::in_doubt: {in_doubt:?}]"
+            )?;
+        }
         let dispatched = self.report.dispatched();
         if !dispatched.is_empty() || !self.not_attempted.is_empty() {
             let not_attempted: Vec<_> = self.not_attempted.iter().map(Intent::name).collect();
@@ -348,12 +363,15 @@ impl PreparedFlush {
                 let DispatchError {
                     dispatched,
                     attempted_failed,
+                    in_doubt,
                     source,
                     not_attempted,
                 } = failure;
                 for (n, &i) in indices.iter().enumerate() {
                     records[i].fate = if n < dispatched {
                         Fate::Dispatched
+                    } else if n < dispatched + in_doubt.len() {
+                        Fate::Interrupted
                     } else if n == dispatched && attempted_failed {
                         Fate::Failed {
                             error: source.to_string(),
@@ -362,7 +380,7 @@ impl PreparedFlush {
                         Fate::NotAttempted
                     };
                 }
-                Err((source, not_attempted))
+                Err((source, not_attempted, in_doubt))
             }
         };
         let report = FlushReport {
@@ -380,11 +398,12 @@ impl PreparedFlush {
                 );
                 Ok(report)
             }
-            Err((source, not_attempted)) => {
+            Err((source, not_attempted, in_doubt)) => {
                 let failure = DispatchFailure {
                     report,
                     source,
                     not_attempted,
+                    in_doubt,
                 };
                 tracing::error!(target: "airlock::flush", error = %failure, "dispatch failed");
                 Err(failure.into())

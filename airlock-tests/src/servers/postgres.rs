@@ -25,7 +25,9 @@ const SYSTEM_USER: &str = "postgres";
 
 /// Runs the server in the foreground with its log in the state directory;
 /// when the watchdog stops it (TERM), waits for the shutdown and removes the
-/// directory. A server that dies on its own prints its log first.
+/// directory. A server that dies on its own prints its log first. A `keep`
+/// file in the directory (an [`OwnPostgres`] being stopped on purpose) keeps
+/// both the directory and the silence.
 const WRAPPER: &str = r#"
     dir="$1"; shift
     cd "$dir" || exit 1
@@ -35,8 +37,8 @@ const WRAPPER: &str = r#"
     trap 'stopping=1; kill -TERM "$server" 2>/dev/null' TERM INT
     wait "$server"
     wait "$server" 2>/dev/null
-    [ -n "$stopping" ] || cat "$dir/server.log" >&2
-    rm -rf "$dir"
+    [ -n "$stopping" ] || [ -e "$dir/keep" ] || cat "$dir/server.log" >&2
+    [ -e "$dir/keep" ] || rm -rf "$dir"
 "#;
 
 /// A running throwaway PostgreSQL server.
@@ -163,6 +165,18 @@ fn as_server_user(root: bool, program: &Path) -> Vec<String> {
 }
 
 fn start(bin: &Path) -> Result<PostgresServer, String> {
+    let (server, _) = start_with_command(bin, false)?;
+    Ok(server)
+}
+
+/// Starts a server; also returns the watchdog command line, to start it
+/// again on the same directory and port. A `crash_safe` server waits for its
+/// WAL at each commit (`synchronous_commit=on`), so a crash loses no
+/// committed transaction; the others may lose the last few (faster).
+fn start_with_command(
+    bin: &Path,
+    crash_safe: bool,
+) -> Result<(PostgresServer, Vec<String>), String> {
     let root = running_as_root();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -222,7 +236,11 @@ fn start(bin: &Path) -> Result<PostgresServer, String> {
             "-c",
             "fsync=off",
             "-c",
-            "synchronous_commit=off",
+            if crash_safe {
+                "synchronous_commit=on"
+            } else {
+                "synchronous_commit=off"
+            },
             "-c",
             "full_page_writes=off",
             "-c",
@@ -230,15 +248,151 @@ fn start(bin: &Path) -> Result<PostgresServer, String> {
         ]
         .map(str::to_owned),
     );
-    let command: Vec<&str> = command.iter().map(String::as_str).collect();
-    let mut watchdog = spawn_watched(&command).map_err(|e| format!("spawning the server: {e}"))?;
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let mut watchdog = spawn_watched(&args).map_err(|e| format!("spawning the server: {e}"))?;
 
     wait_until_ready(bin, port, &mut watchdog, &dir)?;
-    Ok(PostgresServer {
-        port,
-        dir,
-        _watchdog: Mutex::new(watchdog),
-    })
+    Ok((
+        PostgresServer {
+            port,
+            dir,
+            _watchdog: Mutex::new(watchdog),
+        },
+        command,
+    ))
+}
+
+/// A PostgreSQL server of one test's own (a fresh `initdb`, about two
+/// seconds), which the test may stop, freeze and start again on the same data
+/// without disturbing any other test. Unlike the shared server it commits
+/// with `synchronous_commit=on`, so a crash keeps every committed
+/// transaction, as a production server would. Stopped and removed when dropped, and
+/// by its watchdog when the test process exits.
+#[derive(Debug)]
+pub struct OwnPostgres {
+    server: PostgresServer,
+    bin: PathBuf,
+    command: Vec<String>,
+    running: bool,
+}
+
+impl OwnPostgres {
+    /// Starts one; `None` (after the same skip notice, or panic, as
+    /// [`postgres()`]) when the PostgreSQL binaries are not installed.
+    ///
+    /// # Panics
+    /// If they are installed but the server does not start.
+    pub fn start() -> Option<OwnPostgres> {
+        let Some(bin) = find_bin_dir() else {
+            skip_or_fail(
+                SUITE,
+                "PostgreSQL server binaries (initdb, postgres) not found",
+                "apt-get install postgresql",
+            );
+            return None;
+        };
+        let (server, command) = start_with_command(&bin, true)
+            .unwrap_or_else(|e| panic!("{SUITE}: starting PostgreSQL failed: {e}"));
+        Some(OwnPostgres {
+            server,
+            bin,
+            command,
+            running: true,
+        })
+    }
+
+    /// The server (port, URLs, fresh databases).
+    pub fn server(&self) -> &PostgresServer {
+        &self.server
+    }
+
+    /// The postmaster's process id, from its pid file.
+    ///
+    /// # Panics
+    /// If the server is not running.
+    pub fn pid(&self) -> u32 {
+        std::fs::read_to_string(self.server.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|f| f.lines().next()?.trim().parse().ok())
+            .expect("a running server's postmaster.pid")
+    }
+
+    /// Stops the server the way a crash would (`SIGQUIT`, immediate
+    /// shutdown: every session is cut, nothing is checkpointed) and waits
+    /// until it is gone. The data stays for [`restart`](Self::restart).
+    pub fn crash(&mut self) {
+        if !self.running {
+            return;
+        }
+        let pid = self.pid();
+        std::fs::write(self.server.dir.join("keep"), b"").expect("marking the directory kept");
+        crate::faults::signal(pid, "QUIT");
+        let watchdog = self.server._watchdog.get_mut().expect("the watchdog");
+        let _ = watchdog.wait();
+        self.running = false;
+    }
+
+    /// Starts the stopped server again on the same data and port (after
+    /// crash recovery), and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// If it does not come back.
+    pub fn restart(&mut self) {
+        self.crash();
+        let _ = std::fs::remove_file(self.server.dir.join("data/postmaster.pid"));
+        let args: Vec<&str> = self.command.iter().map(String::as_str).collect();
+        let mut watchdog = spawn_watched(&args).expect("spawning the server again");
+        let _ = std::fs::remove_file(self.server.dir.join("keep"));
+        wait_until_ready(&self.bin, self.server.port, &mut watchdog, &self.server.dir)
+            .unwrap_or_else(|e| panic!("{SUITE}: restarting PostgreSQL failed: {e}"));
+        *self.server._watchdog.get_mut().expect("the watchdog") = watchdog;
+        self.running = true;
+    }
+
+    /// Freezes the whole server (`SIGSTOP` to the postmaster and every
+    /// backend): connections stay open, nothing answers until
+    /// [`resume`](Self::resume).
+    pub fn pause(&self) {
+        for pid in self.processes() {
+            crate::faults::signal(pid, "STOP");
+        }
+    }
+
+    /// Lets a frozen server run again (`SIGCONT`).
+    pub fn resume(&self) {
+        let postmaster = self.pid();
+        for pid in self.processes() {
+            crate::faults::signal(pid, "CONT");
+        }
+        // `runuser` (as root) stops itself when its child stops; wake it too,
+        // or it never reaps the server.
+        if let Some(parent) = crate::faults::parent(postmaster) {
+            crate::faults::signal(parent, "CONT");
+        }
+    }
+
+    fn processes(&self) -> Vec<u32> {
+        let postmaster = self.pid();
+        let mut all = vec![postmaster];
+        all.extend(crate::faults::children(postmaster));
+        all
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if self.running {
+            self.resume();
+            // Fast shutdown (sessions still open do not hold it up), quietly:
+            // `keep` stops the wrapper printing the log or removing the
+            // directory, which is removed below.
+            let _ = std::fs::write(self.server.dir.join("keep"), b"");
+            crate::faults::signal(self.pid(), "INT");
+            let watchdog = self.server._watchdog.get_mut().expect("the watchdog");
+            let _ = watchdog.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.server.dir);
+    }
 }
 
 /// Polls `pg_isready` (or the port when it is missing) until the server

@@ -71,14 +71,30 @@ pub fn redis() -> Option<&'static RedisServer> {
 }
 
 fn start() -> Option<RedisServer> {
-    let binary = super::find_binary(["/usr/bin/redis-server", "/usr/local/bin/redis-server"])?;
+    let binary = find()?;
     let port = super::free_port();
+    let watchdog = spawn(&binary, port, DATABASES);
+    Some(RedisServer {
+        port,
+        // Database 0 is the one `url()` names; tests start at 1.
+        next_database: AtomicU32::new(1),
+        _watchdog: watchdog,
+    })
+}
+
+fn find() -> Option<String> {
+    super::find_binary(["/usr/bin/redis-server", "/usr/local/bin/redis-server"])
+}
+
+/// Starts `binary` on `port` under a watchdog and waits until it accepts
+/// connections.
+fn spawn(binary: &str, port: u16, databases: u32) -> Child {
     let port_arg = port.to_string();
-    let databases = DATABASES.to_string();
+    let databases = databases.to_string();
     let dir = std::env::temp_dir();
     let dir = dir.to_str().expect("a UTF-8 temporary directory");
     let watchdog = super::spawn_watched(&[
-        &binary,
+        binary,
         "--port",
         &port_arg,
         "--bind",
@@ -99,10 +115,124 @@ fn start() -> Option<RedisServer> {
         super::wait_for_port(port, Duration::from_secs(20)),
         "{binary} did not accept connections on 127.0.0.1:{port} within 20 s"
     );
-    Some(RedisServer {
-        port,
-        // Database 0 is the one `url()` names; tests start at 1.
-        next_database: AtomicU32::new(1),
-        _watchdog: watchdog,
-    })
+    watchdog
+}
+
+/// A Redis server of one test's own, which the test may kill, pause and
+/// start again (on the same port, empty: nothing is persisted) without
+/// disturbing any other test. Killed when dropped, and by its watchdog when
+/// the test process exits.
+#[derive(Debug)]
+pub struct OwnRedis {
+    binary: String,
+    port: u16,
+    running: std::sync::Mutex<Option<(Child, u32)>>,
+}
+
+impl OwnRedis {
+    /// Starts one; `None` (after the same skip notice, or panic, as
+    /// [`redis()`]) when `redis-server` is not installed.
+    pub fn start() -> Option<OwnRedis> {
+        let Some(binary) = find() else {
+            super::skip_or_fail(
+                "executor_faults (Redis)",
+                "redis-server not found",
+                "apt-get install redis-server",
+            );
+            return None;
+        };
+        let server = OwnRedis {
+            binary,
+            port: super::free_port(),
+            running: std::sync::Mutex::new(None),
+        };
+        server.restart();
+        Some(server)
+    }
+
+    /// The URL of database 0.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `redis-server` process id (while it runs).
+    ///
+    /// # Panics
+    /// If the server is not running.
+    pub fn pid(&self) -> u32 {
+        self.running
+            .lock()
+            .expect("the server state")
+            .as_ref()
+            .map(|(_, pid)| *pid)
+            .expect("the server is running")
+    }
+
+    /// Kills the server (`SIGKILL`: no goodbye to its clients) and waits
+    /// until it is gone. Its data is lost.
+    pub fn kill(&self) {
+        if let Some((mut watchdog, pid)) = self.running.lock().expect("the server state").take() {
+            crate::faults::signal(pid, "KILL");
+            // The watchdog notices within half a second and exits.
+            let _ = watchdog.wait();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while crate::faults::is_alive(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Starts the server again (empty) on the same port; kills it first if it
+    /// runs.
+    pub fn restart(&self) {
+        self.kill();
+        let mut watchdog = spawn(&self.binary, self.port, 16);
+        let pid = server_pid(watchdog.id()).unwrap_or_else(|| {
+            let _ = watchdog.kill();
+            panic!("no redis-server process under watchdog {}", watchdog.id())
+        });
+        *self.running.lock().expect("the server state") = Some((watchdog, pid));
+    }
+
+    /// Freezes the server (`SIGSTOP`): it keeps its connections and accepts
+    /// new ones (the kernel does) but answers nothing until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        assert!(crate::faults::signal(self.pid(), "STOP"), "SIGSTOP");
+    }
+
+    /// Lets a paused server run again (`SIGCONT`).
+    pub fn resume(&self) {
+        assert!(crate::faults::signal(self.pid(), "CONT"), "SIGCONT");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Ok(Some((_, pid))) = self.running.get_mut().map(|r| r.as_ref()) {
+            crate::faults::signal(*pid, "CONT");
+        }
+        self.kill();
+    }
+}
+
+/// The server process the watchdog shell `watchdog` started.
+fn server_pid(watchdog: u32) -> Option<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(pid) = crate::faults::children(watchdog).into_iter().find(|&c| {
+            std::fs::read_to_string(format!("/proc/{c}/comm"))
+                .is_ok_and(|comm| comm.starts_with("redis-server"))
+        }) {
+            return Some(pid);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -54,6 +54,10 @@ impl<E: Executor + ?Sized> Executor for std::sync::Arc<E> {
 
 /// An executor stopped part-way: the first `dispatched` intents went out, then
 /// it failed.
+///
+/// The intents of the flush, in order, are: `dispatched` ones that went out,
+/// then either the one that failed (`attempted_failed`) or the `in_doubt`
+/// ones, then the `not_attempted` ones.
 #[derive(Debug)]
 pub struct DispatchError {
     /// How many leading intents were dispatched.
@@ -61,6 +65,13 @@ pub struct DispatchError {
     /// Whether the intent right after those was attempted and failed (a task
     /// error) rather than not attempted at all (e.g. a batch the broker refused).
     pub attempted_failed: bool,
+    /// The intents right after the dispatched ones that were handed to a
+    /// broker that never answered (the connection dropped or timed out after
+    /// the request was sent): they may or may not have been dispatched, and
+    /// are reported [`Fate::Interrupted`](crate::Fate::Interrupted). Handed
+    /// back apart from `not_attempted`, since retrying them may dispatch them
+    /// twice. Empty unless built with [`in_doubt_at`](Self::in_doubt_at).
+    pub in_doubt: Vec<Intent>,
     /// What went wrong.
     pub source: BoxError,
     /// The intents never attempted, in order, handed back for a retry.
@@ -74,6 +85,7 @@ impl DispatchError {
         DispatchError {
             dispatched,
             attempted_failed: true,
+            in_doubt: Vec::new(),
             source: source.into(),
             not_attempted: rest,
         }
@@ -85,6 +97,25 @@ impl DispatchError {
         DispatchError {
             dispatched,
             attempted_failed: false,
+            in_doubt: Vec::new(),
+            source: source.into(),
+            not_attempted: rest,
+        }
+    }
+
+    /// After the first `dispatched` intents, `in_doubt` were sent to a broker
+    /// whose answer never came, so whether it took them is unknown; `rest`
+    /// were never attempted.
+    pub fn in_doubt_at(
+        dispatched: usize,
+        source: impl Into<BoxError>,
+        in_doubt: Vec<Intent>,
+        rest: Vec<Intent>,
+    ) -> Self {
+        DispatchError {
+            dispatched,
+            attempted_failed: false,
+            in_doubt,
             source: source.into(),
             not_attempted: rest,
         }

@@ -129,26 +129,68 @@ impl TokioExecutor {
             }
         };
         let cascade: Arc<dyn Executor> = Arc::new(self.clone());
-        for intent in intents {
-            let shared = Arc::clone(&self.shared);
+        let mut intents = intents.into_iter();
+        let mut spawned = 0;
+        while let Some(intent) = intents.next() {
+            // The task takes its intent on its first poll. A runtime that has
+            // shut down drops a new task unpolled, at once: the intent is then
+            // still in the slot, and comes back.
+            let slot = Arc::new(std::sync::Mutex::new(Some(intent)));
+            let taken = Arc::clone(&slot);
             let cascade = Arc::clone(&cascade);
-            // Counted before spawning, so `wait_idle` right after a flush waits.
-            shared.in_flight.fetch_add(1, Ordering::AcqRel);
-            handle.spawn(async move {
+            // Counted before spawning, so `wait_idle` right after a flush
+            // waits; uncounted when the task ends or is dropped unrun.
+            let running = Running::start(Arc::clone(&self.shared));
+            let join = handle.spawn(async move {
+                let running = running;
+                let intent = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let Some(intent) = intent else { return };
                 let task = intent.name();
                 match run_intent_with(intent, cascade).await {
-                    Ok(()) => shared.completed.fetch_add(1, Ordering::AcqRel),
+                    Ok(()) => running.shared.completed.fetch_add(1, Ordering::AcqRel),
                     Err(error) => {
                         tracing::error!(target: "airlock::executor", task, %error, "spawned task failed");
-                        shared.failed.fetch_add(1, Ordering::AcqRel)
+                        running.shared.failed.fetch_add(1, Ordering::AcqRel)
                     }
                 };
-                if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    shared.idle.notify_waiters();
-                }
             });
+            let refused = if join.is_finished() {
+                slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+            } else {
+                None
+            };
+            if let Some(intent) = refused {
+                return Err(DispatchError::stopped_at(
+                    spawned,
+                    "TokioExecutor's runtime has shut down and runs no new task; build the \
+                     executor on a runtime that outlives the scopes that flush to it",
+                    std::iter::once(intent).chain(intents).collect(),
+                ));
+            }
+            spawned += 1;
         }
         Ok(())
+    }
+}
+
+/// One spawned task, counted in `in_flight` from its spawn until it ends or
+/// is dropped without running.
+struct Running {
+    shared: Arc<Shared>,
+}
+
+impl Running {
+    fn start(shared: Arc<Shared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        Running { shared }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.idle.notify_waiters();
+        }
     }
 }
 

@@ -66,26 +66,53 @@ pub(crate) fn needs_async_scope(backend: &str, intents: Vec<Intent>) -> Dispatch
 /// A SQL queue's `dispatch_async`: one transaction of its own for the whole
 /// flush, written by the same push a co-commit transaction scope uses. Every
 /// intent is queued, or none is and all are handed back in the error.
+///
+/// One exception: when `COMMIT` was sent and no answer came (the connection
+/// dropped), the database may have committed. Then every intent is in doubt
+/// (reported interrupted, handed back in [`DispatchError::in_doubt`]), never
+/// reported not attempted. An error the database answered `COMMIT` with (a
+/// deferred constraint, a serialization failure) means it rolled back.
 #[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
 pub(crate) async fn push_in_own_transaction<DB: crate::tx::CoCommitDatabase>(
     pool: &sqlx::Pool<DB>,
     backend: &str,
     intents: Vec<Intent>,
 ) -> Result<(), DispatchError> {
-    let pushed: Result<(), crate::error::BoxError> = async {
-        let mut tx = pool.begin().await?;
-        DB::__push(&mut tx, &intents).await?;
-        tx.commit().await?;
-        Ok(())
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(error) => return Err(nothing_queued(backend, error.into(), intents)),
+    };
+    if let Err(error) = DB::__push(&mut tx, &intents).await {
+        return Err(nothing_queued(backend, error, intents));
     }
-    .await;
-    pushed.map_err(|error| {
-        DispatchError::stopped_at(
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(error @ sqlx::Error::Database(_)) => {
+            Err(nothing_queued(backend, error.into(), intents))
+        }
+        Err(error) => Err(DispatchError::in_doubt_at(
             0,
-            format!("pushing to the {backend} queue failed; nothing was queued: {error}"),
+            format!(
+                "the {backend} queue's COMMIT got no answer, so the jobs may or may not \
+                 have been queued: {error}"
+            ),
             intents,
-        )
-    })
+            Vec::new(),
+        )),
+    }
+}
+
+#[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
+fn nothing_queued(
+    backend: &str,
+    error: crate::error::BoxError,
+    intents: Vec<Intent>,
+) -> DispatchError {
+    DispatchError::stopped_at(
+        0,
+        format!("pushing to the {backend} queue failed; nothing was queued: {error}"),
+        intents,
+    )
 }
 
 /// One queue's share of a flush: its name and its encoded tasks, in order.

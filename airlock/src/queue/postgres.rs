@@ -170,7 +170,19 @@ impl Executor for PostgresQueue {
     }
 
     /// One PostgreSQL transaction for the whole flush: every intent is queued,
-    /// or none is and all are handed back in the error.
+    /// or none is and all are handed back in the error. Should the connection
+    /// drop after `COMMIT` was sent and before its answer came, the server may
+    /// have committed: every intent is then in doubt
+    /// ([`Interrupted`](crate::Fate::Interrupted), handed back in
+    /// [`DispatchError::in_doubt`]), never reported not attempted.
+    ///
+    /// The push has no timeout of its own: a server that stops answering
+    /// (frozen, or a network that drops packets) holds the flush until the
+    /// TCP connection fails. Bound it with the pool's `acquire_timeout`
+    /// (for a server that is down) and by awaiting the flush under
+    /// `tokio::time::timeout` (for one that hangs): a flush dropped that way
+    /// reports its intents `Interrupted`, and its transaction, committed or
+    /// not, is all or nothing.
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(push_in_own_transaction(&self.pool, "PostgreSQL", intents))
     }

@@ -152,10 +152,25 @@ impl RedisQueue {
     }
 
     /// Pushes `tasks` to `queue` in one script call: all of them or none.
-    async fn push(&self, queue: &str, tasks: &[Task<Vec<u8>>]) -> Result<(), BoxError> {
+    async fn push(&self, queue: &str, tasks: &[Task<Vec<u8>>]) -> Result<(), apalis_redis::Error> {
         let mut conn = self.conn.clone();
         apalis_redis::queries::push_tasks(&mut conn, &config(queue), tasks).await?;
         Ok(())
+    }
+}
+
+/// Whether a failed push may still have run: the request may have reached
+/// Redis and only the answer was lost (the connection dropped, or the
+/// response timeout passed, after sending). Only a refused connection, an
+/// error before anything was sent (encoding), or an error reply from Redis
+/// (it has a code: `WRONGTYPE`, `OOM`, ...) prove the script did not run; any
+/// other failure counts as in doubt.
+fn may_have_run(error: &apalis_redis::Error) -> bool {
+    match error {
+        apalis_redis::Error::Database(error) => {
+            !error.is_connection_refusal() && error.code().is_none()
+        }
+        _ => false,
     }
 }
 
@@ -179,11 +194,19 @@ impl Executor for RedisQueue {
     /// on is handed back, never attempted.
     ///
     /// A script runs atomically: no other client sees half a run. Two limits
-    /// of any network queue remain: if the connection drops after Redis ran
-    /// the script but before its reply arrived, that run is reported failed
-    /// although it was queued (a retry queues it again); and Redis does not
-    /// roll a script back, so an error raised inside it (a key of the wrong
-    /// type, say) leaves the jobs written before the error.
+    /// of any network queue remain:
+    /// * When the connection drops or times out (the connection's response
+    ///   timeout, 500 ms unless configured) after a push was sent, Redis may
+    ///   have run it, or may still run it (a frozen server reads it once it
+    ///   thaws). That run is reported [`Interrupted`](crate::Fate::Interrupted)
+    ///   and handed back in [`DispatchError::in_doubt`], never reported
+    ///   dispatched or not attempted; the runs after it are not attempted. Only
+    ///   a refused connection or an error reply proves a run was not queued;
+    ///   any other connection error counts as in doubt, even when the request
+    ///   never left.
+    /// * Redis does not roll a script back, so an error raised inside it (a
+    ///   key of the wrong type, say) leaves the jobs written before the error;
+    ///   an error reply is reported as not attempted.
     fn dispatch_async(&self, mut intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(async move {
             let runs = match encode(&intents) {
@@ -199,7 +222,22 @@ impl Executor for RedisQueue {
             let mut pushed = 0;
             for (queue, tasks) in &runs {
                 if let Err(error) = self.push(queue, tasks).await {
-                    let rest = intents.split_off(pushed);
+                    let mut rest = intents.split_off(pushed);
+                    if may_have_run(&error) {
+                        let after = rest.split_off(tasks.len());
+                        return Err(DispatchError::in_doubt_at(
+                            pushed,
+                            format!(
+                                "pushing {} job(s) to the Redis queue `{queue}` got no answer; \
+                                 the {pushed} intent(s) before them were queued, these may or \
+                                 may not have been, the {} after them were not: {error}",
+                                tasks.len(),
+                                after.len(),
+                            ),
+                            rest,
+                            after,
+                        ));
+                    }
                     return Err(DispatchError::stopped_at(
                         pushed,
                         format!(

@@ -151,7 +151,9 @@ impl Executor for SqliteQueue {
     }
 
     /// One SQLite transaction for the whole flush: every intent is queued, or
-    /// none is and all are handed back in the error.
+    /// none is and all are handed back in the error (a file locked by another
+    /// connection for longer than the busy timeout, a read-only database, a
+    /// closed pool, a row refused part-way all queue nothing).
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(push_in_own_transaction(&self.pool, "SQLite", intents))
     }
