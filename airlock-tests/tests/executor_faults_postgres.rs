@@ -343,6 +343,40 @@ async fn a_lost_answer_to_commit_is_in_doubt_not_handed_back_as_not_attempted() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_co_commit_whose_commit_answer_is_lost_reports_its_intents_in_doubt() {
+    let Some((url, proxy, queue)) = proxied().await else {
+        return;
+    };
+    let t = tag("pg-cocommit-lost");
+    let tx = queue.pool().begin().await.expect("a transaction");
+    let scope = airlock::tx::co_commit(tx);
+    let handle = scope.handle();
+    handle
+        .in_scope(|| -> airlock::Result<()> {
+            for (i, q) in PLAN.iter().enumerate() {
+                record::intent(t.clone(), i as u64 + 1)
+                    .queue(*q)
+                    .enqueue()?;
+            }
+            Ok(())
+        })
+        .expect("enqueue");
+    // The server commits the jobs; its answer never arrives.
+    proxy.cut_on("COMMIT", 1, Cut::AfterReply);
+    let error = scope.commit().await.expect_err("the commit got no answer");
+    assert_eq!(proxy.fired(), 1, "the proxy swallowed the answer to COMMIT");
+    assert!(matches!(error, Error::Transaction { .. }), "{error}");
+    assert!(error.to_string().contains("outcome unknown"), "{error}");
+    assert_eq!(
+        held(&url, &t).await,
+        everything_once(),
+        "the server committed"
+    );
+    let records = handle.records();
+    assert_eq!(fates(&records), ["interrupted"; 5], "{records:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_holds_the_flush_until_it_thaws_then_everything_is_dispatched() {
     let Some(server) = OwnPostgres::start() else {
         return;

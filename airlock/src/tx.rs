@@ -302,8 +302,23 @@ impl<DB: Database> TxScope<DB> {
             }
         }
         if let Err(error) = tx.commit().await {
-            prepared.abort(DiscardReason::CommitFailed(error.to_string()));
-            return Err(transaction_error(info, "commit", error));
+            if let sqlx::Error::Database(_) = error {
+                // The database answered: it refused the commit, so nothing,
+                // jobs included, was written.
+                prepared.abort(DiscardReason::CommitFailed(error.to_string()));
+                return Err(transaction_error(info, "commit", error));
+            }
+            // No answer (the connection failed after COMMIT was sent): the jobs
+            // and the business rows committed together or not at all, and only
+            // the database knows which. Dropping the prepared flush reports the
+            // intents `Interrupted`, never claimed either way.
+            drop(prepared);
+            return Err(transaction_error(
+                info,
+                "commit (outcome unknown: the connection failed before the database answered; \
+                 the queued jobs and your rows committed together or not at all)",
+                error,
+            ));
         }
         tracing::debug!(target: "airlock::tx", scope = %info, queued = intents.len(), "co-committed");
         prepared.complete(Ok(()))
