@@ -175,3 +175,37 @@ fn the_cascade_depth_travels_so_a_runaway_cascade_stops_across_processes() {
     assert_eq!(runs(&t), ["cascade(5)"]);
     assert!(error.contains("levels deep"), "{error}");
 }
+
+/// A task with float arguments; never run, only encoded and decoded.
+#[airlock::task(name = "envelope.measure")]
+fn measure(values: Vec<f64>, ratio: f32) {
+    let _ = (values, ratio);
+}
+
+#[test]
+fn float_arguments_reach_the_worker_bit_for_bit() {
+    // Found by the worker fuzz target (airlock/fuzz, seed
+    // regress-f64-second-hop.json): serde_json's default float parser is only
+    // "best effort", and read the producer's `1.7976931348623155e308` (the
+    // largest f64 but one) back as f64::MAX.
+    let values = vec![
+        f64::from_bits(0x7fef_ffff_ffff_fffe),
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.1 + 0.2,
+        -0.0,
+        1.0 / 3.0,
+    ];
+    let ratio = f32::from_bits(0x7f7f_fffe);
+    let sent = values.clone();
+    let envelope = one_envelope(move || measure::enqueue(sent, ratio).map(drop));
+    let intent = Envelope::from_json(&envelope.to_json().unwrap())
+        .unwrap()
+        .into_intent()
+        .unwrap();
+    let args = intent.args::<measure>().unwrap();
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&args.values), bits(&values));
+    assert_eq!(args.ratio.to_bits(), ratio.to_bits());
+}
