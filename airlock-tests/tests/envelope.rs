@@ -209,3 +209,25 @@ fn float_arguments_reach_the_worker_bit_for_bit() {
     assert_eq!(bits(&args.values), bits(&values));
     assert_eq!(args.ratio.to_bits(), ratio.to_bits());
 }
+
+#[test]
+fn a_run_at_past_the_platform_clock_is_refused_not_a_panic() {
+    // `UNIX_EPOCH + Duration` panics past the latest representable time: on
+    // Windows from the year 30828 on, where a worker would have crashed on
+    // this job. Linux represents it, so there the job decodes.
+    let payload = serde_json::json!({
+        "v": 1, "id": "x", "task": "record",
+        "args": { "tag": "t", "value": 1 },
+        "options": { "run_at_ms": u64::MAX },
+    });
+    let decoded = Envelope::from_json(payload.to_string().as_bytes())
+        .unwrap()
+        .into_intent();
+    match UNIX_EPOCH.checked_add(Duration::from_millis(u64::MAX)) {
+        Some(at) => assert_eq!(decoded.unwrap().options().run_at, Some(at)),
+        None => assert!(
+            matches!(decoded, Err(Error::Envelope { ref reason }) if reason.contains("run_at_ms")),
+            "{decoded:?}"
+        ),
+    }
+}

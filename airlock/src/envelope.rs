@@ -92,16 +92,30 @@ impl WireOptions {
         }
     }
 
-    fn into_options(self) -> DispatchOptions {
-        DispatchOptions {
+    fn into_options(self) -> Result<DispatchOptions, Error> {
+        // `UNIX_EPOCH + duration` panics past the platform's latest time:
+        // never on Linux (i64 seconds), but on Windows any `run_at_ms` past
+        // the year 30828 would crash the worker instead of aborting the job.
+        let run_at = match self.run_at_ms {
+            Some(ms) => Some(
+                UNIX_EPOCH
+                    .checked_add(Duration::from_millis(ms))
+                    .ok_or_else(|| Error::Envelope {
+                        reason: format!(
+                            "malformed envelope: `run_at_ms` {ms} is later than this platform's \
+                             clock can represent"
+                        ),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(DispatchOptions {
             delay: self.delay_ms.map(Duration::from_millis),
-            run_at: self
-                .run_at_ms
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            run_at,
             queue: self.queue.map(Cow::Owned),
             priority: self.priority,
             max_attempts: self.max_attempts,
-        }
+        })
     }
 }
 
@@ -179,13 +193,16 @@ impl Envelope {
     ///
     /// # Errors
     /// [`Error::UnknownTask`] (listing the registered names) or
-    /// [`Error::Decode`] (naming the task) when the arguments do not fit.
+    /// [`Error::Decode`] (naming the task) when the arguments do not fit;
+    /// [`Error::Envelope`] for a `run_at_ms` past what the platform's clock
+    /// represents.
     #[track_caller]
     pub fn into_intent(self) -> Result<Intent, Error> {
         let task = registry().get(&self.task)?;
         let args = task.decode_args(self.args)?;
+        let options = self.options.into_options()?;
         let mut intent = Intent::from_decoded(task, args);
-        intent.set_options(self.options.into_options());
+        intent.set_options(options);
         intent.cascade_depth = self.cascade_depth;
         Ok(intent)
     }
