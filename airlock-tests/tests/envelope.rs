@@ -231,3 +231,44 @@ fn a_run_at_past_the_platform_clock_is_refused_not_a_panic() {
         ),
     }
 }
+
+/// A task taking any JSON, to nest arguments at will.
+#[airlock::task(name = "envelope.carry")]
+fn carry(payload: serde_json::Value) {
+    let _ = payload;
+}
+
+/// `levels` nested arrays around `0`.
+fn nested(levels: usize) -> serde_json::Value {
+    (0..levels).fold(serde_json::json!(0), |inner, _| serde_json::json!([inner]))
+}
+
+#[test]
+fn arguments_nested_deeper_than_a_worker_reads_are_refused_by_the_producer() {
+    // Found by the structured worker fuzz target: serde_json writes any depth
+    // but parses at most 127 levels, so a producer queued jobs every worker
+    // aborted as "not JSON". `{"payload": nested(n)}` nests n + 1 levels.
+    let deepest = nested(airlock::envelope::MAX_ARGS_DEPTH - 1);
+    let envelope = one_envelope(|| carry::enqueue(deepest.clone()).map(drop));
+    let intent = Envelope::from_json(&envelope.to_json().unwrap())
+        .expect("the deepest allowed arguments parse on a worker")
+        .into_intent()
+        .unwrap();
+    assert_eq!(intent.args::<carry>().unwrap().payload, deepest);
+
+    let too_deep = nested(airlock::envelope::MAX_ARGS_DEPTH);
+    let captured = capture(|| carry::enqueue(too_deep).map(drop));
+    let error = Envelope::from_intent(&captured.intents[0], "01JD5Z6QK0000000000000000A")
+        .expect_err("one level more is refused");
+    assert!(
+        matches!(
+            error,
+            Error::Encode {
+                task: "envelope.carry",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("127 levels deep"), "{error}");
+}

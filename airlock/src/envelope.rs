@@ -119,6 +119,34 @@ impl WireOptions {
     }
 }
 
+/// How deeply an envelope's arguments may nest, counting the arguments
+/// object itself as 1: serde_json parses at most 127 levels (its recursion
+/// limit, which keeps hostile input from overflowing a worker's stack), and
+/// the envelope object takes one of them.
+///
+/// The serializer has no such limit, so without this check a producer could
+/// queue a job (say, a recursive argument type 130 levels deep) that every
+/// worker aborts as not JSON.
+pub const MAX_ARGS_DEPTH: usize = 126;
+
+/// How many levels of arrays and objects `value` nests: 0 for a scalar, 1 for
+/// a flat object. Walks with an explicit stack, so no input can overflow the
+/// call stack.
+fn nesting_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(members) => Box::new(members.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
 fn saturating_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -127,13 +155,25 @@ impl Envelope {
     /// Serializes `intent`'s arguments and options into an envelope with `id`.
     ///
     /// # Errors
-    /// [`Error::Encode`] if an argument fails to serialize.
+    /// [`Error::Encode`] if an argument fails to serialize, or the arguments
+    /// nest deeper than [`MAX_ARGS_DEPTH`] (a worker could not read them).
     pub fn from_intent(intent: &Intent, id: impl Into<String>) -> Result<Self, Error> {
+        let args = intent.args_json()?;
+        let depth = nesting_depth(&args);
+        if depth > MAX_ARGS_DEPTH {
+            return Err(Error::Encode {
+                task: intent.task().name(),
+                source: serde::ser::Error::custom(format_args!(
+                    "they nest {depth} levels deep, and a worker's JSON parser reads at most \
+                     {MAX_ARGS_DEPTH} inside the envelope: the job could never run"
+                )),
+            });
+        }
         Ok(Envelope {
             version: ENVELOPE_VERSION,
             id: id.into(),
             task: intent.name().to_owned(),
-            args: intent.args_json()?,
+            args,
             options: WireOptions::from_options(intent.options()),
             origin: Some(intent.origin().to_string()),
             cascade_depth: intent.cascade_depth(),
