@@ -11,6 +11,12 @@
 # its committed seeds (seeds/<target>) plus the corpus earlier local runs grew
 # (corpus/<target>, not committed). Exits non-zero on the first crash, leaving
 # the input in airlock/fuzz/artifacts/<target>/.
+#
+# The instrumented build takes minutes from cold (libFuzzer's C++ runtime and
+# every crate, at one codegen unit); a CARGO_TARGET_DIR outside the checkout
+# (e.g. ~/.cache/airlock-fuzz) keeps the dependencies between runs. Never
+# point it at the workspace's own target dir: the flags differ, and each build
+# would evict the other's.
 set -euo pipefail
 cd "$(dirname "$0")/../airlock/fuzz"
 
