@@ -175,3 +175,100 @@ fn the_cascade_depth_travels_so_a_runaway_cascade_stops_across_processes() {
     assert_eq!(runs(&t), ["cascade(5)"]);
     assert!(error.contains("levels deep"), "{error}");
 }
+
+/// A task with float arguments; never run, only encoded and decoded.
+#[airlock::task(name = "envelope.measure")]
+fn measure(values: Vec<f64>, ratio: f32) {
+    let _ = (values, ratio);
+}
+
+#[test]
+fn float_arguments_reach_the_worker_bit_for_bit() {
+    // Found by the worker fuzz target (airlock/fuzz, seed
+    // regress-f64-second-hop.json): serde_json's default float parser is only
+    // "best effort", and read the producer's `1.7976931348623155e308` (the
+    // largest f64 but one) back as f64::MAX.
+    let values = vec![
+        f64::from_bits(0x7fef_ffff_ffff_fffe),
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.1 + 0.2,
+        -0.0,
+        1.0 / 3.0,
+    ];
+    let ratio = f32::from_bits(0x7f7f_fffe);
+    let sent = values.clone();
+    let envelope = one_envelope(move || measure::enqueue(sent, ratio).map(drop));
+    let intent = Envelope::from_json(&envelope.to_json().unwrap())
+        .unwrap()
+        .into_intent()
+        .unwrap();
+    let args = intent.args::<measure>().unwrap();
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&args.values), bits(&values));
+    assert_eq!(args.ratio.to_bits(), ratio.to_bits());
+}
+
+#[test]
+fn a_run_at_past_the_platform_clock_is_refused_not_a_panic() {
+    // `UNIX_EPOCH + Duration` panics past the latest representable time: on
+    // Windows from the year 30828 on, where a worker would have crashed on
+    // this job. Linux represents it, so there the job decodes.
+    let payload = serde_json::json!({
+        "v": 1, "id": "x", "task": "record",
+        "args": { "tag": "t", "value": 1 },
+        "options": { "run_at_ms": u64::MAX },
+    });
+    let decoded = Envelope::from_json(payload.to_string().as_bytes())
+        .unwrap()
+        .into_intent();
+    match UNIX_EPOCH.checked_add(Duration::from_millis(u64::MAX)) {
+        Some(at) => assert_eq!(decoded.unwrap().options().run_at, Some(at)),
+        None => assert!(
+            matches!(decoded, Err(Error::Envelope { ref reason }) if reason.contains("run_at_ms")),
+            "{decoded:?}"
+        ),
+    }
+}
+
+/// A task taking any JSON, to nest arguments at will.
+#[airlock::task(name = "envelope.carry")]
+fn carry(payload: serde_json::Value) {
+    let _ = payload;
+}
+
+/// `levels` nested arrays around `0`.
+fn nested(levels: usize) -> serde_json::Value {
+    (0..levels).fold(serde_json::json!(0), |inner, _| serde_json::json!([inner]))
+}
+
+#[test]
+fn arguments_nested_deeper_than_a_worker_reads_are_refused_by_the_producer() {
+    // Found by the structured worker fuzz target: serde_json writes any depth
+    // but parses at most 127 levels, so a producer queued jobs every worker
+    // aborted as "not JSON". `{"payload": nested(n)}` nests n + 1 levels.
+    let deepest = nested(airlock::envelope::MAX_ARGS_DEPTH - 1);
+    let envelope = one_envelope(|| carry::enqueue(deepest.clone()).map(drop));
+    let intent = Envelope::from_json(&envelope.to_json().unwrap())
+        .expect("the deepest allowed arguments parse on a worker")
+        .into_intent()
+        .unwrap();
+    assert_eq!(intent.args::<carry>().unwrap().payload, deepest);
+
+    let too_deep = nested(airlock::envelope::MAX_ARGS_DEPTH);
+    let captured = capture(|| carry::enqueue(too_deep).map(drop));
+    let error = Envelope::from_intent(&captured.intents[0], "01JD5Z6QK0000000000000000A")
+        .expect_err("one level more is refused");
+    assert!(
+        matches!(
+            error,
+            Error::Encode {
+                task: "envelope.carry",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("127 levels deep"), "{error}");
+}

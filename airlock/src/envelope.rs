@@ -92,17 +92,59 @@ impl WireOptions {
         }
     }
 
-    fn into_options(self) -> DispatchOptions {
-        DispatchOptions {
+    fn into_options(self) -> Result<DispatchOptions, Error> {
+        // `UNIX_EPOCH + duration` panics past the platform's latest time:
+        // never on Linux (i64 seconds), but on Windows any `run_at_ms` past
+        // the year 30828 would crash the worker instead of aborting the job.
+        let run_at = match self.run_at_ms {
+            Some(ms) => Some(
+                UNIX_EPOCH
+                    .checked_add(Duration::from_millis(ms))
+                    .ok_or_else(|| Error::Envelope {
+                        reason: format!(
+                            "malformed envelope: `run_at_ms` {ms} is later than this platform's \
+                             clock can represent"
+                        ),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(DispatchOptions {
             delay: self.delay_ms.map(Duration::from_millis),
-            run_at: self
-                .run_at_ms
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            run_at,
             queue: self.queue.map(Cow::Owned),
             priority: self.priority,
             max_attempts: self.max_attempts,
-        }
+        })
     }
+}
+
+/// How deeply an envelope's arguments may nest, counting the arguments
+/// object itself as 1: serde_json parses at most 127 levels (its recursion
+/// limit, which keeps hostile input from overflowing a worker's stack), and
+/// the envelope object takes one of them.
+///
+/// The serializer has no such limit, so without this check a producer could
+/// queue a job (say, a recursive argument type 130 levels deep) that every
+/// worker aborts as not JSON.
+pub const MAX_ARGS_DEPTH: usize = 126;
+
+/// How many levels of arrays and objects `value` nests: 0 for a scalar, 1 for
+/// a flat object. Walks with an explicit stack, so no input can overflow the
+/// call stack.
+fn nesting_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0)];
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(members) => Box::new(members.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
 }
 
 fn saturating_ms(duration: Duration) -> u64 {
@@ -113,13 +155,25 @@ impl Envelope {
     /// Serializes `intent`'s arguments and options into an envelope with `id`.
     ///
     /// # Errors
-    /// [`Error::Encode`] if an argument fails to serialize.
+    /// [`Error::Encode`] if an argument fails to serialize, or the arguments
+    /// nest deeper than [`MAX_ARGS_DEPTH`] (a worker could not read them).
     pub fn from_intent(intent: &Intent, id: impl Into<String>) -> Result<Self, Error> {
+        let args = intent.args_json()?;
+        let depth = nesting_depth(&args);
+        if depth > MAX_ARGS_DEPTH {
+            return Err(Error::Encode {
+                task: intent.task().name(),
+                source: serde::ser::Error::custom(format_args!(
+                    "they nest {depth} levels deep, and a worker's JSON parser reads at most \
+                     {MAX_ARGS_DEPTH} inside the envelope: the job could never run"
+                )),
+            });
+        }
         Ok(Envelope {
             version: ENVELOPE_VERSION,
             id: id.into(),
             task: intent.name().to_owned(),
-            args: intent.args_json()?,
+            args,
             options: WireOptions::from_options(intent.options()),
             origin: Some(intent.origin().to_string()),
             cascade_depth: intent.cascade_depth(),
@@ -179,13 +233,16 @@ impl Envelope {
     ///
     /// # Errors
     /// [`Error::UnknownTask`] (listing the registered names) or
-    /// [`Error::Decode`] (naming the task) when the arguments do not fit.
+    /// [`Error::Decode`] (naming the task) when the arguments do not fit;
+    /// [`Error::Envelope`] for a `run_at_ms` past what the platform's clock
+    /// represents.
     #[track_caller]
     pub fn into_intent(self) -> Result<Intent, Error> {
         let task = registry().get(&self.task)?;
         let args = task.decode_args(self.args)?;
+        let options = self.options.into_options()?;
         let mut intent = Intent::from_decoded(task, args);
-        intent.set_options(self.options.into_options());
+        intent.set_options(options);
         intent.cascade_depth = self.cascade_depth;
         Ok(intent)
     }

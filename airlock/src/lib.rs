@@ -150,6 +150,16 @@ pub mod flush;
 mod intent;
 pub mod policy;
 #[cfg(feature = "_queue")]
+// `_queue` without a backend (the fuzz targets' build) leaves the backends'
+// helpers unused.
+#[cfg_attr(
+    not(any(
+        feature = "apalis-sqlite",
+        feature = "apalis-postgres",
+        feature = "apalis-redis"
+    )),
+    allow(dead_code)
+)]
 pub mod queue;
 mod registry;
 pub mod scope;
@@ -160,6 +170,16 @@ pub mod tower;
 #[cfg(feature = "sqlx")]
 pub mod tx;
 #[cfg(feature = "_queue")]
+// `_queue` without a backend (the fuzz targets' build) leaves the backends'
+// helpers unused.
+#[cfg_attr(
+    not(any(
+        feature = "apalis-sqlite",
+        feature = "apalis-postgres",
+        feature = "apalis-redis"
+    )),
+    allow(dead_code)
+)]
 pub mod worker;
 
 #[doc(hidden)]

@@ -31,6 +31,7 @@ use apalis::prelude::{
 
 use crate::envelope::Envelope;
 use crate::error::BoxError;
+use crate::intent::Intent;
 use crate::queue::DEFAULT_MAX_ATTEMPTS;
 
 /// The apalis handler: runs one job carrying an airlock envelope.
@@ -45,18 +46,7 @@ use crate::queue::DEFAULT_MAX_ATTEMPTS;
 /// An [`AbortError`] for a job that can never succeed, or that failed on its
 /// last allowed attempt; the task's own error (or panic message) otherwise.
 pub async fn handle(job: serde_json::Value, attempt: Attempt) -> Result<(), BoxDynError> {
-    if let Some(reason) = undecodable_reason(&job) {
-        tracing::error!(target: "airlock::worker", reason, "job aborted: its payload is not JSON");
-        return Err(Box::new(AbortError::new(format!(
-            "the job's payload is not JSON, so it is not an airlock envelope: {reason}"
-        ))));
-    }
-    let intent = Envelope::from_value(job)
-        .and_then(Envelope::into_intent)
-        .map_err(|error| -> BoxDynError {
-            tracing::error!(target: "airlock::worker", %error, "job aborted: it can never succeed");
-            Box::new(AbortError::new(error))
-        })?;
+    let intent = decode(job)?;
     let task = intent.name();
     let max_attempts = intent
         .options()
@@ -94,6 +84,45 @@ fn undecodable_reason(job: &serde_json::Value) -> Option<&str> {
         .as_str()
 }
 
+/// Everything [`handle`] does to a job before running it: the envelope's
+/// checks, the registry lookup and the arguments' decoding. A job it rejects
+/// can never succeed, so the error is an [`AbortError`].
+fn decode(job: serde_json::Value) -> Result<Intent, AbortError> {
+    if let Some(reason) = undecodable_reason(&job) {
+        tracing::error!(target: "airlock::worker", reason, "job aborted: its payload is not JSON");
+        return Err(AbortError::new(format!(
+            "the job's payload is not JSON, so it is not an airlock envelope: {reason}"
+        )));
+    }
+    Envelope::from_value(job)
+        .and_then(Envelope::into_intent)
+        .map_err(|error| {
+            tracing::error!(target: "airlock::worker", %error, "job aborted: it can never succeed");
+            AbortError::new(error)
+        })
+}
+
+/// What [`JobCodec`] makes of a job's bytes: their JSON, or a marker object
+/// carrying the parse error for [`decode`] to abort on.
+fn parse(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|error| serde_json::json!({ UNDECODABLE: error.to_string() }))
+}
+
+/// A worker's whole decoding path for one job's bytes, without running the
+/// task: [`JobCodec`]'s parse, then the same checks, registry lookup and
+/// argument decoding as [`handle`] (it is the very code `handle` runs).
+///
+/// Exists for the fuzz targets in `airlock/fuzz`, which must exercise what a
+/// worker does with hostile bytes rather than a copy of it. Not public API.
+///
+/// # Errors
+/// The [`AbortError`] `handle` would return for a job that can never succeed.
+#[doc(hidden)]
+pub fn decode_job(bytes: &[u8]) -> Result<Intent, AbortError> {
+    decode(parse(bytes))
+}
+
 /// The codec airlock's workers read jobs with: JSON, except that bytes that
 /// are not JSON decode to a job [`handle`] aborts, instead of an error that
 /// stops the worker.
@@ -121,8 +150,7 @@ impl Codec<serde_json::Value> for JobCodec {
     }
 
     fn decode(&self, bytes: &Vec<u8>) -> Result<serde_json::Value, serde_json::Error> {
-        Ok(serde_json::from_slice(bytes)
-            .unwrap_or_else(|error| serde_json::json!({ UNDECODABLE: error.to_string() })))
+        Ok(parse(bytes))
     }
 }
 
