@@ -155,6 +155,7 @@ pub fn record_then_fail(tag: String, value: u64) -> Result<(), Boom> {
 #[cfg(any(feature = "apalis-sqlite", feature = "apalis-postgres"))]
 pub mod crash;
 pub mod faults;
+pub mod flush_plan;
 pub mod process;
 pub mod servers;
 

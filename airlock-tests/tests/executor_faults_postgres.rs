@@ -17,15 +17,12 @@ use std::time::Duration;
 
 use airlock::queue::PostgresQueue;
 use airlock::worker::WorkerOptions;
-use airlock::{DispatchFailure, Error, Fate, FlushReport, IntentRecord, Scope};
+use airlock::Error;
 use airlock_tests::faults::{Cut, FaultProxy};
+use airlock_tests::flush_plan::*;
 use airlock_tests::servers::postgres::{postgres, OwnPostgres};
 use airlock_tests::{record, runs, tag};
 use sqlx::postgres::PgPoolOptions;
-
-/// The queue of each intent, in order; intent `i` is `record(tag, i + 1)`.
-/// Three queues, so three `INSERT`s in the flush's transaction.
-const PLAN: [&str; 5] = ["first", "first", "second", "third", "third"];
 
 /// A queue on `url` through a pool that waits at most 3 s for a connection
 /// (sqlx's default, 30 s, retries a refused connection all that time).
@@ -64,104 +61,6 @@ async fn held(url: &str, tag: &str) -> BTreeMap<String, Vec<u64>> {
     }
     out.values_mut().for_each(|v| v.sort_unstable());
     out
-}
-
-fn planned(queue: &PostgresQueue, tag: &str) -> airlock::ActiveScope {
-    let scope = Scope::new().executor(queue.clone()).start();
-    scope
-        .in_scope(|| -> airlock::Result<()> {
-            for (i, q) in PLAN.iter().enumerate() {
-                record::intent(tag.to_owned(), i as u64 + 1)
-                    .queue(*q)
-                    .enqueue()?;
-            }
-            Ok(())
-        })
-        .expect("enqueue");
-    scope
-}
-
-fn fates(records: &[IntentRecord]) -> Vec<&'static str> {
-    records
-        .iter()
-        .map(|r| match &r.fate {
-            Fate::Dispatched => "dispatched",
-            Fate::NotAttempted => "not attempted",
-            Fate::Interrupted => "interrupted",
-            Fate::Failed { .. } => "failed",
-            other => panic!("unexpected fate after a flush: {other:?}"),
-        })
-        .collect()
-}
-
-fn values(intents: &[airlock::Intent]) -> Vec<u64> {
-    intents
-        .iter()
-        .map(|i| i.args::<record>().expect("record args").value)
-        .collect()
-}
-
-/// Dispatched means in the table once, not attempted or failed means absent;
-/// returns the values reported interrupted.
-fn check_report(records: &[IntentRecord], held: &BTreeMap<String, Vec<u64>>) -> Vec<u64> {
-    assert_eq!(records.len(), PLAN.len());
-    let mut interrupted = Vec::new();
-    for (i, (record, queue)) in records.iter().zip(PLAN).enumerate() {
-        let value = i as u64 + 1;
-        let copies = held[queue].iter().filter(|v| **v == value).count();
-        match record.fate {
-            Fate::Dispatched => assert_eq!(copies, 1, "{value} reported dispatched: {held:?}"),
-            Fate::NotAttempted | Fate::Failed { .. } => {
-                assert_eq!(copies, 0, "{value} reported {:?}: {held:?}", record.fate)
-            }
-            Fate::Interrupted => interrupted.push(value),
-            ref other => panic!("unexpected fate {other:?}"),
-        }
-    }
-    interrupted
-}
-
-fn check_failure(failure: &DispatchFailure, held: &BTreeMap<String, Vec<u64>>) {
-    let records = &failure.report.records;
-    let interrupted = check_report(records, held);
-    let not_attempted: Vec<u64> = records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| matches!(r.fate, Fate::NotAttempted))
-        .map(|(i, _)| i as u64 + 1)
-        .collect();
-    assert_eq!(values(&failure.not_attempted), not_attempted, "{failure}");
-    assert_eq!(values(&failure.in_doubt), interrupted, "{failure}");
-}
-
-/// Whether the table holds all of the plan's jobs once, or none.
-fn all_or_nothing(held: &BTreeMap<String, Vec<u64>>) -> bool {
-    held.values().all(Vec::is_empty) || *held == everything_once()
-}
-
-fn everything_once() -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (i, q) in PLAN.iter().enumerate() {
-        out.entry((*q).to_owned()).or_default().push(i as u64 + 1);
-    }
-    out
-}
-
-async fn retry(queue: &PostgresQueue, intents: Vec<airlock::Intent>) -> FlushReport {
-    let scope = Scope::new().executor(queue.clone()).start();
-    scope.in_scope(|| {
-        for intent in intents {
-            airlock::enqueue(intent).expect("re-enqueue");
-        }
-    });
-    scope.flush_async().await.expect("the retry dispatches")
-}
-
-fn expect_failure(result: Result<FlushReport, Error>) -> DispatchFailure {
-    match result {
-        Err(Error::Dispatch(failure)) => *failure,
-        other => panic!("expected a dispatch failure, got {other:?}"),
-    }
 }
 
 /// A fresh database on the shared server, a proxy in front of the server,

@@ -21,15 +21,12 @@ use std::time::Duration;
 
 use airlock::queue::RedisQueue;
 use airlock::worker::WorkerOptions;
-use airlock::{DispatchFailure, Error, Fate, FlushReport, IntentRecord, Scope, ScopeHandle};
+use airlock::{Error, Scope, ScopeHandle};
 use airlock_tests::faults::{Cut, FaultProxy};
+use airlock_tests::flush_plan::*;
 use airlock_tests::servers::redis::{redis, OwnRedis};
 use airlock_tests::{record, runs, tag};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-/// A flush plan: the queue of each intent, in order; intent `i` is
-/// `record(tag, i + 1)`. Three runs of same-queue intents, so three pushes.
-const PLAN: [&str; 5] = ["first", "first", "second", "third", "third"];
 
 /// A queue on `url` whose connection gives up reconnecting after one retry
 /// (the default, six with backoff, takes six seconds to report a dead
@@ -77,93 +74,6 @@ async fn held(url: &str, tag: &str) -> BTreeMap<String, Vec<u64>> {
     out
 }
 
-/// A scope of `queue` holding the plan's intents, not flushed yet.
-fn planned(queue: &RedisQueue, tag: &str) -> airlock::ActiveScope {
-    let scope = Scope::new().executor(queue.clone()).start();
-    scope
-        .in_scope(|| -> airlock::Result<()> {
-            for (i, q) in PLAN.iter().enumerate() {
-                record::intent(tag.to_owned(), i as u64 + 1)
-                    .queue(*q)
-                    .enqueue()?;
-            }
-            Ok(())
-        })
-        .expect("enqueue");
-    scope
-}
-
-/// One word per record: what the report says became of each intent.
-fn fates(records: &[IntentRecord]) -> Vec<&'static str> {
-    records
-        .iter()
-        .map(|r| match &r.fate {
-            Fate::Dispatched => "dispatched",
-            Fate::NotAttempted => "not attempted",
-            Fate::Interrupted => "interrupted",
-            Fate::Failed { .. } => "failed",
-            other => panic!("unexpected fate after a flush: {other:?}"),
-        })
-        .collect()
-}
-
-fn values(intents: &[airlock::Intent]) -> Vec<u64> {
-    intents
-        .iter()
-        .map(|i| i.args::<record>().expect("record args").value)
-        .collect()
-}
-
-/// Checks the report against what Redis holds: dispatched means there once,
-/// not attempted or failed means absent. Returns the values reported
-/// interrupted (either may be true of them).
-fn check_report(records: &[IntentRecord], held: &BTreeMap<String, Vec<u64>>) -> Vec<u64> {
-    assert_eq!(records.len(), PLAN.len());
-    let mut interrupted = Vec::new();
-    for (i, (record, queue)) in records.iter().zip(PLAN).enumerate() {
-        let value = i as u64 + 1;
-        let copies = held[queue].iter().filter(|v| **v == value).count();
-        match record.fate {
-            Fate::Dispatched => assert_eq!(
-                copies, 1,
-                "intent {value} is reported dispatched, so Redis holds it once: {held:?}"
-            ),
-            Fate::NotAttempted | Fate::Failed { .. } => assert_eq!(
-                copies, 0,
-                "intent {value} is reported {:?}, so Redis does not hold it: {held:?}",
-                record.fate
-            ),
-            Fate::Interrupted => interrupted.push(value),
-            ref other => panic!("unexpected fate {other:?}"),
-        }
-    }
-    interrupted
-}
-
-/// Checks a failed flush: the report against Redis, and that `not_attempted`
-/// and `in_doubt` hand back exactly the intents reported not attempted and
-/// interrupted, in order.
-fn check_failure(failure: &DispatchFailure, held: &BTreeMap<String, Vec<u64>>) {
-    let records = &failure.report.records;
-    let interrupted = check_report(records, held);
-    let not_attempted: Vec<u64> = records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| matches!(r.fate, Fate::NotAttempted))
-        .map(|(i, _)| i as u64 + 1)
-        .collect();
-    assert_eq!(
-        values(&failure.not_attempted),
-        not_attempted,
-        "exactly the intents reported not attempted are handed back: {failure}"
-    );
-    assert_eq!(
-        values(&failure.in_doubt),
-        interrupted,
-        "exactly the intents reported interrupted are handed back as in doubt: {failure}"
-    );
-}
-
 /// Connects `queue` and loads the push script: one intent flushed to a queue
 /// of its own (a Redis connection is only opened on first use).
 async fn warm_up(queue: &RedisQueue) {
@@ -175,33 +85,6 @@ async fn warm_up(queue: &RedisQueue) {
             .expect("enqueue")
     });
     report.flush_async().await.expect("the warm-up push");
-}
-
-/// Flushes `intents` again in a scope of their own (a retry).
-async fn retry(queue: &RedisQueue, intents: Vec<airlock::Intent>) -> FlushReport {
-    let scope = Scope::new().executor(queue.clone()).start();
-    scope.in_scope(|| {
-        for intent in intents {
-            airlock::enqueue(intent).expect("re-enqueue");
-        }
-    });
-    scope.flush_async().await.expect("the retry dispatches")
-}
-
-/// Every value of the plan, once, by queue.
-fn everything_once() -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (i, q) in PLAN.iter().enumerate() {
-        out.entry((*q).to_owned()).or_default().push(i as u64 + 1);
-    }
-    out
-}
-
-fn expect_failure(result: Result<FlushReport, Error>) -> DispatchFailure {
-    match result {
-        Err(Error::Dispatch(failure)) => *failure,
-        other => panic!("expected a dispatch failure, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

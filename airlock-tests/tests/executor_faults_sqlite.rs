@@ -16,13 +16,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use airlock::queue::SqliteQueue;
-use airlock::{DispatchFailure, Error, Fate, FlushReport, IntentRecord, Scope};
-use airlock_tests::{record, tag};
+use airlock::DispatchFailure;
+use airlock_tests::flush_plan::*;
+use airlock_tests::tag;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Connection as _, SqliteConnection};
-
-/// The queue of each intent, in order; intent `i` is `record(tag, i + 1)`.
-const PLAN: [&str; 5] = ["first", "first", "second", "third", "third"];
 
 fn url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("jobs.db").display())
@@ -71,61 +69,6 @@ async fn held(dir: &tempfile::TempDir, tag: &str) -> BTreeMap<String, Vec<u64>> 
     out
 }
 
-fn planned(queue: &SqliteQueue, tag: &str) -> airlock::ActiveScope {
-    let scope = Scope::new().executor(queue.clone()).start();
-    scope
-        .in_scope(|| -> airlock::Result<()> {
-            for (i, q) in PLAN.iter().enumerate() {
-                record::intent(tag.to_owned(), i as u64 + 1)
-                    .queue(*q)
-                    .enqueue()?;
-            }
-            Ok(())
-        })
-        .expect("enqueue");
-    scope
-}
-
-fn fates(records: &[IntentRecord]) -> Vec<&'static str> {
-    records
-        .iter()
-        .map(|r| match &r.fate {
-            Fate::Dispatched => "dispatched",
-            Fate::NotAttempted => "not attempted",
-            Fate::Interrupted => "interrupted",
-            Fate::Failed { .. } => "failed",
-            other => panic!("unexpected fate after a flush: {other:?}"),
-        })
-        .collect()
-}
-
-fn values(intents: &[airlock::Intent]) -> Vec<u64> {
-    intents
-        .iter()
-        .map(|i| i.args::<record>().expect("record args").value)
-        .collect()
-}
-
-/// Dispatched means in the table once, not attempted or failed means absent;
-/// returns the values reported interrupted.
-fn check_report(records: &[IntentRecord], held: &BTreeMap<String, Vec<u64>>) -> Vec<u64> {
-    assert_eq!(records.len(), PLAN.len());
-    let mut interrupted = Vec::new();
-    for (i, (record, queue)) in records.iter().zip(PLAN).enumerate() {
-        let value = i as u64 + 1;
-        let copies = held[queue].iter().filter(|v| **v == value).count();
-        match record.fate {
-            Fate::Dispatched => assert_eq!(copies, 1, "{value} reported dispatched: {held:?}"),
-            Fate::NotAttempted | Fate::Failed { .. } => {
-                assert_eq!(copies, 0, "{value} reported {:?}: {held:?}", record.fate)
-            }
-            Fate::Interrupted => interrupted.push(value),
-            ref other => panic!("unexpected fate {other:?}"),
-        }
-    }
-    interrupted
-}
-
 /// Checks a flush that failed with nothing queued: every intent not
 /// attempted, handed back in order, and absent from the table.
 fn check_nothing_queued(failure: &DispatchFailure, held: &BTreeMap<String, Vec<u64>>) {
@@ -138,31 +81,6 @@ fn check_nothing_queued(failure: &DispatchFailure, held: &BTreeMap<String, Vec<u
     assert_eq!(values(&failure.not_attempted), [1, 2, 3, 4, 5], "{failure}");
     assert!(failure.in_doubt.is_empty(), "{failure}");
     assert!(held.values().all(Vec::is_empty), "{held:?}");
-}
-
-fn everything_once() -> BTreeMap<String, Vec<u64>> {
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (i, q) in PLAN.iter().enumerate() {
-        out.entry((*q).to_owned()).or_default().push(i as u64 + 1);
-    }
-    out
-}
-
-async fn retry(queue: &SqliteQueue, intents: Vec<airlock::Intent>) -> FlushReport {
-    let scope = Scope::new().executor(queue.clone()).start();
-    scope.in_scope(|| {
-        for intent in intents {
-            airlock::enqueue(intent).expect("re-enqueue");
-        }
-    });
-    scope.flush_async().await.expect("the retry dispatches")
-}
-
-fn expect_failure(result: Result<FlushReport, Error>) -> DispatchFailure {
-    match result {
-        Err(Error::Dispatch(failure)) => *failure,
-        other => panic!("expected a dispatch failure, got {other:?}"),
-    }
 }
 
 /// Takes the file's write lock on a connection of its own (`BEGIN
