@@ -138,3 +138,46 @@ pub fn expect_failure(result: Result<FlushReport, Error>) -> DispatchFailure {
         other => panic!("expected a dispatch failure, got {other:?}"),
     }
 }
+
+/// Runs a worker (started by `monitor`) on each queue of the plan until
+/// `tag`'s five jobs ran, and checks each ran exactly once.
+#[cfg(any(
+    feature = "apalis-sqlite",
+    feature = "apalis-postgres",
+    feature = "apalis-redis"
+))]
+pub async fn work_every_queue(
+    monitor: impl Fn(airlock::worker::WorkerOptions) -> airlock::queue::apalis::prelude::Monitor,
+    tag: &str,
+) {
+    use std::time::Duration;
+    for q in ["first", "second", "third"] {
+        let expected = everything_once()[q].len();
+        let seen = tag.to_owned();
+        let before = crate::runs(tag).len();
+        let stop = async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while crate::runs(&seen).len() < before + expected
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        monitor(
+            airlock::worker::WorkerOptions::new(format!("faults-{q}"))
+                .queue(q)
+                .poll_interval(Duration::from_millis(20)),
+        )
+        .run_with_signal(stop)
+        .await
+        .expect("the worker runs and stops");
+    }
+    let mut ran = crate::runs(tag);
+    ran.sort();
+    assert_eq!(
+        ran,
+        (1..=5).map(|v| format!("record({v})")).collect::<Vec<_>>(),
+        "each job ran exactly once"
+    );
+}

@@ -16,12 +16,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use airlock::queue::PostgresQueue;
-use airlock::worker::WorkerOptions;
 use airlock::Error;
 use airlock_tests::faults::{Cut, FaultProxy};
 use airlock_tests::flush_plan::*;
 use airlock_tests::servers::postgres::{postgres, OwnPostgres};
-use airlock_tests::{record, runs, tag};
+use airlock_tests::{record, tag};
 use sqlx::postgres::PgPoolOptions;
 
 /// A queue on `url` through a pool that waits at most 3 s for a connection
@@ -164,40 +163,7 @@ async fn a_session_killed_mid_batch_queues_nothing_and_hands_every_intent_back()
         .unwrap();
     retry(&queue, failure.not_attempted).await;
     assert_eq!(held(&url, &t).await, everything_once());
-    work_every_queue(&queue, &t).await;
-}
-
-/// Runs a worker on each queue of the plan until `tag`'s five jobs ran, and
-/// checks each ran exactly once.
-async fn work_every_queue(queue: &PostgresQueue, tag: &str) {
-    for q in ["first", "second", "third"] {
-        let expected = everything_once()[q].len();
-        let seen = tag.to_owned();
-        let before = runs(tag).len();
-        let stop = async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while runs(&seen).len() < before + expected && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok::<(), std::io::Error>(())
-        };
-        queue
-            .monitor(
-                WorkerOptions::new(format!("faults-{q}"))
-                    .queue(q)
-                    .poll_interval(Duration::from_millis(20)),
-            )
-            .run_with_signal(stop)
-            .await
-            .expect("the worker runs and stops");
-    }
-    let mut ran = runs(tag);
-    ran.sort();
-    assert_eq!(
-        ran,
-        (1..=5).map(|v| format!("record({v})")).collect::<Vec<_>>(),
-        "each job ran exactly once"
-    );
+    work_every_queue(|options| queue.monitor(options), &t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

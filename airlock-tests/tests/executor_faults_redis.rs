@@ -20,12 +20,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use airlock::queue::RedisQueue;
-use airlock::worker::WorkerOptions;
 use airlock::{Error, Scope, ScopeHandle};
 use airlock_tests::faults::{Cut, FaultProxy};
 use airlock_tests::flush_plan::*;
 use airlock_tests::servers::redis::{redis, OwnRedis};
-use airlock_tests::{record, runs, tag};
+use airlock_tests::{record, tag};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// A queue on `url` whose connection gives up reconnecting after one retry
@@ -177,7 +176,7 @@ async fn a_push_lost_on_the_way_is_not_queued_and_comes_back() {
     again.extend(failure.not_attempted);
     retry(&queue, again).await;
     assert_eq!(held(&url, &t).await, everything_once());
-    work_every_queue(&queue, &t).await;
+    work_every_queue(|options| queue.monitor(options), &t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,37 +309,4 @@ async fn a_slow_broker_within_the_timeouts_dispatches_everything_late() {
         Err(Error::Dispatch(failure)) => check_failure(&failure, &held_now),
         Err(other) => panic!("unexpected error {other}"),
     }
-}
-
-/// Runs a worker on each queue of the plan until `tag`'s five jobs ran, and
-/// checks each ran exactly once.
-async fn work_every_queue(queue: &RedisQueue, tag: &str) {
-    for q in ["first", "second", "third"] {
-        let expected = everything_once()[q].len();
-        let seen = tag.to_owned();
-        let before = runs(tag).len();
-        let stop = async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while runs(&seen).len() < before + expected && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Ok::<(), std::io::Error>(())
-        };
-        queue
-            .monitor(
-                WorkerOptions::new(format!("faults-{q}"))
-                    .queue(q)
-                    .poll_interval(Duration::from_millis(20)),
-            )
-            .run_with_signal(stop)
-            .await
-            .expect("the worker runs and stops");
-    }
-    let mut ran = runs(tag);
-    ran.sort();
-    assert_eq!(
-        ran,
-        (1..=5).map(|v| format!("record({v})")).collect::<Vec<_>>(),
-        "each job ran exactly once"
-    );
 }
