@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
 /// One line per task: how many were dispatched, or would have been.
 fn print_summary(report: &FlushReport, dry_run: bool) {
     let mut per_task: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for record in report.records.iter() {
+    for record in report.records().iter() {
         let entry = per_task.entry(record.task.name()).or_default();
         match record.fate {
             Fate::Dispatched => entry.0 += 1,

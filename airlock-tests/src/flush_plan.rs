@@ -86,7 +86,7 @@ pub fn check_report(records: &[IntentRecord], held: &Held) -> Vec<u64> {
 /// `not_attempted` and `in_doubt` hand back exactly the intents reported not
 /// attempted and interrupted, in order.
 pub fn check_failure(failure: &DispatchFailure, held: &Held) {
-    let records = &failure.report.records;
+    let records = &failure.report.records();
     let interrupted = check_report(records, held);
     let not_attempted: Vec<u64> = records
         .iter()

@@ -82,7 +82,7 @@ fn configure_configuration_and_reset() {
     let report = run_records(Scope::new(), &t, &[1]).unwrap();
     assert_eq!(report.dropped(), ["record"]);
     assert!(matches!(
-        &report.records[0].fate,
+        &report.records()[0].fate,
         Fate::Dropped { policy, source: PolicySource::Scope(s) } if &**policy == "DropAll" && *s == report.scope
     ));
     assert!(runs(&t).is_empty());

@@ -22,7 +22,7 @@ fn dispatch_failure<T: std::fmt::Debug>(result: airlock::Result<T>) -> Box<Dispa
 fn fates(failure: &DispatchFailure) -> Vec<Fate> {
     failure
         .report
-        .records
+        .records()
         .iter()
         .map(|r| r.fate.clone())
         .collect()

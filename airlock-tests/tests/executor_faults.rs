@@ -60,7 +60,7 @@ fn intents_in_doubt_are_reported_interrupted_and_handed_back_apart() {
     let Err(Error::Dispatch(failure)) = result else {
         panic!("expected a dispatch failure, got {result:?}");
     };
-    let fates: Vec<_> = failure.report.records.iter().map(|r| &r.fate).collect();
+    let fates: Vec<_> = failure.report.records().iter().map(|r| &r.fate).collect();
     assert_eq!(
         fates,
         [
@@ -146,7 +146,7 @@ mod tokio_executor {
         assert!(
             failure
                 .report
-                .records
+                .records()
                 .iter()
                 .all(|r| r.fate == Fate::NotAttempted),
             "{failure}"

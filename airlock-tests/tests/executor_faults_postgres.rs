@@ -89,7 +89,7 @@ async fn server_down_at_flush_nothing_is_dispatched_and_a_retry_queues_each_once
     server.crash();
     let failure = expect_failure(planned(&queue, &t).flush_async().await);
     assert_eq!(
-        fates(&failure.report.records),
+        fates(failure.report.records()),
         ["not attempted"; 5],
         "nothing reached a server that is down: {failure}"
     );
@@ -147,7 +147,7 @@ async fn a_session_killed_mid_batch_queues_nothing_and_hands_every_intent_back()
         .expect("the batch reached the second INSERT");
     let failure = expect_failure(flush.await.expect("the flush task"));
     assert_eq!(
-        fates(&failure.report.records),
+        fates(failure.report.records()),
         ["not attempted"; 5],
         "{failure}"
     );
@@ -177,7 +177,7 @@ async fn a_connection_cut_mid_batch_queues_nothing_and_hands_every_intent_back()
     let failure = expect_failure(planned(&queue, &t).flush_async().await);
     assert_eq!(proxy.fired(), 1, "the proxy cut the batch");
     assert_eq!(
-        fates(&failure.report.records),
+        fates(failure.report.records()),
         ["not attempted"; 5],
         "{failure}"
     );
@@ -200,7 +200,7 @@ async fn a_lost_answer_to_commit_is_in_doubt_not_handed_back_as_not_attempted() 
     assert_eq!(held_now, everything_once(), "the server committed");
     check_failure(&failure, &held_now);
     assert_eq!(
-        fates(&failure.report.records),
+        fates(failure.report.records()),
         ["interrupted"; 5],
         "{failure}"
     );
@@ -264,7 +264,7 @@ async fn a_frozen_server_holds_the_flush_until_it_thaws_then_everything_is_dispa
     let report = thaw.expect("the flush completes once the server thaws");
     assert_eq!(report.dispatched(), ["record"; 5]);
     let held_now = held(&url, &t).await;
-    check_report(&report.records, &held_now);
+    check_report(report.records(), &held_now);
     assert_eq!(held_now, everything_once());
 }
 

@@ -102,7 +102,7 @@ async fn broker_down_at_flush_nothing_is_dispatched_and_a_retry_queues_each_once
     // doubt. Or the connection already knows it is gone and reconnecting is
     // refused: nothing was sent.
     let failure = expect_failure(scope.flush_async().await);
-    let fates_now = fates(&failure.report.records);
+    let fates_now = fates(failure.report.records());
     assert!(
         fates_now == ["not attempted"; 5]
             || fates_now
@@ -119,7 +119,7 @@ async fn broker_down_at_flush_nothing_is_dispatched_and_a_retry_queues_each_once
     let t2 = tag("redis-still-down");
     let failure2 = expect_failure(planned(&queue, &t2).flush_async().await);
     assert_eq!(
-        fates(&failure2.report.records),
+        fates(failure2.report.records()),
         ["not attempted"; 5],
         "{failure2}"
     );
@@ -155,7 +155,7 @@ async fn a_push_lost_on_the_way_is_not_queued_and_comes_back() {
     let held_now = held(&url, &t).await;
     assert_eq!(held_now["second"], [] as [u64; 0], "the push never arrived");
     check_failure(&failure, &held_now);
-    let fates = fates(&failure.report.records);
+    let fates = fates(failure.report.records());
     assert_eq!(
         fates[..2],
         ["dispatched", "dispatched"],
@@ -196,7 +196,7 @@ async fn a_push_whose_reply_is_lost_is_in_doubt_not_handed_back_as_not_attempted
     assert_eq!(held_now["second"], [3], "Redis ran the second push");
     check_failure(&failure, &held_now);
     assert_eq!(
-        fates(&failure.report.records),
+        fates(failure.report.records()),
         [
             "dispatched",
             "dispatched",
@@ -236,7 +236,7 @@ async fn a_frozen_broker_past_the_response_timeout_leaves_the_push_in_doubt() {
     );
     check_failure(&failure, &held_now);
     assert_eq!(
-        fates(&failure.report.records),
+        fates(failure.report.records()),
         [
             "interrupted",
             "interrupted",
@@ -300,7 +300,7 @@ async fn a_slow_broker_within_the_timeouts_dispatches_everything_late() {
     let held_now = held(&url, &t).await;
     match result {
         Ok(report) => {
-            check_report(&report.records, &held_now);
+            check_report(report.records(), &held_now);
             assert_eq!(report.dispatched(), ["record"; 5]);
             assert_eq!(held_now, everything_once());
         }

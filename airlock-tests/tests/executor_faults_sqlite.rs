@@ -73,11 +73,11 @@ async fn held(dir: &tempfile::TempDir, tag: &str) -> BTreeMap<String, Vec<u64>> 
 /// attempted, handed back in order, and absent from the table.
 fn check_nothing_queued(failure: &DispatchFailure, held: &BTreeMap<String, Vec<u64>>) {
     assert_eq!(
-        fates(&failure.report.records),
+        fates(failure.report.records()),
         ["not attempted"; 5],
         "{failure}"
     );
-    check_report(&failure.report.records, held);
+    check_report(failure.report.records(), held);
     assert_eq!(values(&failure.not_attempted), [1, 2, 3, 4, 5], "{failure}");
     assert!(failure.in_doubt.is_empty(), "{failure}");
     assert!(held.values().all(Vec::is_empty), "{held:?}");
@@ -135,7 +135,7 @@ async fn a_file_locked_briefly_is_waited_for_and_everything_is_dispatched_late()
     release.await.unwrap();
     assert_eq!(report.dispatched(), ["record"; 5]);
     let held_now = held(&dir, &t).await;
-    check_report(&report.records, &held_now);
+    check_report(report.records(), &held_now);
     assert_eq!(held_now, everything_once());
 }
 

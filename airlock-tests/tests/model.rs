@@ -1138,7 +1138,7 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
                     .collect()
             };
             prop_assert_eq!(&report.scope, handle.info());
-            prop_assert_eq!(summary(&report.records), summary(&handle.records()));
+            prop_assert_eq!(summary(report.records()), summary(&handle.records()));
         }
 
         let buffer: Vec<usize> = trace.buffers[idx]

@@ -25,7 +25,7 @@ fn run_with(
 
 fn dropped_by(report: &FlushReport) -> Vec<(String, PolicySource)> {
     report
-        .records
+        .records()
         .iter()
         .filter_map(|r| match &r.fate {
             Fate::Dropped { policy, source } => Some((policy.to_string(), source.clone())),

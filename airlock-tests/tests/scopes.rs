@@ -175,7 +175,7 @@ fn active_scope_discard_and_end() {
     assert_eq!(report.discarded(), ["record"]);
     assert!(report.dispatched().is_empty());
     let reason = DiscardReason::Requested("validation failed".into());
-    assert_eq!(fates(&report.records), [Fate::Discarded(reason.clone())]);
+    assert_eq!(fates(report.records()), [Fate::Discarded(reason.clone())]);
     assert_eq!(handle.discard_reason(), Some(reason));
     assert_eq!(handle.phase(), ScopePhase::Discarded);
     assert!(runs(&t).is_empty());
@@ -185,7 +185,7 @@ fn active_scope_discard_and_end() {
     active.in_scope(|| record::enqueue(t.clone(), 2)).unwrap();
     let report = active.end(Outcome::Error).unwrap();
     assert_eq!(
-        fates(&report.records),
+        fates(report.records()),
         [Fate::Discarded(DiscardReason::Error)]
     );
     let active = Scope::new().start();
@@ -310,7 +310,7 @@ fn reports_record_identity_origin_and_fate() {
     });
     let handle = active.handle();
     let report = active.flush().unwrap();
-    let [rec] = &report.records[..] else {
+    let [rec] = report.records() else {
         panic!("{report}");
     };
     assert_eq!(rec.id, id);
@@ -356,7 +356,7 @@ fn nested_scopes_hand_intents_to_the_parent_own_vs_captured() {
     // The nested flush dispatched nothing: it handed its intents up.
     assert!(runs(&t).is_empty());
     assert_eq!(inner_report.captured(), ["record", "cascade"]);
-    for record in inner_report.records.iter() {
+    for record in inner_report.records().iter() {
         assert!(record.own, "own in the scope that enqueued them");
         assert_eq!(
             record.fate,
@@ -384,7 +384,7 @@ fn nested_scopes_hand_intents_to_the_parent_own_vs_captured() {
         );
     }
     let report = outer.flush().unwrap();
-    let own: Vec<bool> = report.records.iter().map(|r| r.own).collect();
+    let own: Vec<bool> = report.records().iter().map(|r| r.own).collect();
     assert_eq!(own, [true, false, false, true]);
     assert_eq!(report.dispatched().len(), 4);
     assert_eq!(
@@ -549,7 +549,7 @@ fn early_dispatch_needs_every_ancestor_and_still_passes_their_policies() {
     let inner_report = inner_report.unwrap();
     assert_eq!(inner_report.dropped(), ["record"]);
     assert_eq!(
-        inner_report.records[0].fate,
+        inner_report.records()[0].fate,
         Fate::Dropped {
             policy: "BlockTasks(record)".into(),
             source: PolicySource::Scope(outer_info.unwrap()),
@@ -653,7 +653,7 @@ fn capture_is_recursive_through_three_levels() {
         assert!(r.is_err());
     });
     assert!(s1.intents().is_empty());
-    assert!(s1.flush().unwrap().records.is_empty());
+    assert!(s1.flush().unwrap().records().is_empty());
     assert!(runs(&t).is_empty());
 }
 
@@ -719,4 +719,90 @@ fn inspecting_a_scope_while_holding_its_intents_does_not_deadlock() {
         message.contains("already borrowed on this thread") && message.contains("drop the guard"),
         "{message}"
     );
+}
+
+// The owner's frame buffers its intents locally (no lock per enqueue) and
+// hands them to the scope when it leaves. What a user can observe must not
+// change: FIFO order with nested scopes and handles, inspection, leaked guards.
+
+#[test]
+fn intents_of_the_owner_and_of_a_nested_scope_keep_fifo_order() -> airlock::Result<()> {
+    let t = tag("owner-fifo");
+    let scope = Scope::new().start();
+    {
+        let _entered = scope.enter();
+        record::enqueue(t.clone(), 1)?;
+        airlock::scope(|| record::enqueue(t.clone(), 2).map(drop))?;
+        record::enqueue(t.clone(), 3)?;
+        // Read on the owner's thread while still inside: everything is there.
+        let values: Vec<u64> = scope
+            .intents()
+            .iter()
+            .map(|i| i.args::<record>().expect("a record intent").value)
+            .collect();
+        assert_eq!(values, [1, 2, 3]);
+        record::enqueue(t.clone(), 4)?;
+    }
+    let report = scope.flush()?;
+    assert_eq!(
+        runs(&t),
+        ["record(1)", "record(2)", "record(3)", "record(4)"]
+    );
+    let own: Vec<bool> = report.records().iter().map(|r| r.own).collect();
+    assert_eq!(own, [true, false, true, true]);
+    Ok(())
+}
+
+#[test]
+fn a_handle_on_another_thread_interleaves_by_enqueue_order() -> airlock::Result<()> {
+    let t = tag("owner-handle");
+    let scope = Scope::new().start();
+    let handle = scope.handle();
+    {
+        let _entered = scope.enter();
+        record::enqueue(t.clone(), 1)?;
+        let (t2, h2) = (t.clone(), handle.clone());
+        std::thread::spawn(move || h2.in_scope(|| record::enqueue(t2, 2)))
+            .join()
+            .expect("the thread does not panic")?;
+        record::enqueue(t.clone(), 3)?;
+    }
+    // After the owner left, a handle on any thread sees every intent, in order.
+    let seen = std::thread::spawn(move || {
+        handle
+            .records()
+            .iter()
+            .map(|r| (r.id, r.task.name()))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("the thread does not panic");
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "FIFO by id: {seen:?}"
+    );
+    scope.flush()?;
+    assert_eq!(runs(&t), ["record(1)", "record(2)", "record(3)"]);
+    Ok(())
+}
+
+#[test]
+fn a_leaked_enter_guard_loses_nothing_and_refuses_after_the_end() -> airlock::Result<()> {
+    let t = tag("leaked-guard");
+    let scope = Scope::new().start();
+    std::mem::forget(scope.enter());
+    record::enqueue(t.clone(), 1)?;
+    let report = scope.flush()?;
+    assert_eq!(report.dispatched(), ["record"]);
+    assert_eq!(runs(&t), ["record(1)"]);
+    // The leaked frame still names the ended scope: enqueueing through it is
+    // refused, not silently buffered.
+    let late = record::enqueue(t.clone(), 2);
+    assert!(
+        matches!(late, Err(Error::ScopeClosed { .. })),
+        "got {late:?}"
+    );
+    assert_eq!(runs(&t), ["record(1)"]);
+    Ok(())
 }

@@ -342,7 +342,10 @@ async fn a_transaction_scope_decides_itself_but_stays_under_outer_policies() {
         .unwrap();
     assert_eq!(jobs(&pool).await, 1, "committed with the transaction");
     let report = outer.discard("the request failed after the commit");
-    assert!(report.records.is_empty(), "the outer scope never held them");
+    assert!(
+        report.records().is_empty(),
+        "the outer scope never held them"
+    );
     assert_eq!(outer_handle.phase(), ScopePhase::Discarded);
     assert_eq!(jobs(&pool).await, 1, "committed jobs stay committed");
 

@@ -17,13 +17,14 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::buffer::Buffer;
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::PolicyLink;
 use crate::scope::active::is_inspecting;
 use crate::scope::core::ScopeCore;
-use crate::scope::Scope;
+use crate::scope::{Scope, ScopePhase};
 
 /// One entered frame.
 #[derive(Clone)]
@@ -63,6 +64,10 @@ struct Entry {
     frame: Frame,
     /// A task's scope, created only when something needs it (see [`TaskFrame`]).
     lazy: Option<Rc<TaskSlot>>,
+    /// Intents enqueued through this entry and not yet in the scope's shared
+    /// buffer; `None` unless the frame was entered by the scope's owner (see
+    /// [`push_owned`]).
+    pending: Option<Buffer>,
 }
 
 impl Entry {
@@ -83,6 +88,9 @@ impl Entry {
             let core = ScopeCore::start(slot.settings());
             self.frame.chain = core.chain.clone();
             self.frame.scope = Some(core);
+            // The executor's loop owns the scope: it ends it only after the
+            // entry is gone.
+            self.pending = Some(Buffer::default());
         }
     }
 }
@@ -94,10 +102,15 @@ struct Stack {
 }
 
 impl Stack {
-    fn push(&mut self, frame: Frame, lazy: Option<Rc<TaskSlot>>) -> u64 {
+    fn push(&mut self, frame: Frame, lazy: Option<Rc<TaskSlot>>, pending: Option<Buffer>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.entries.push(Entry { id, frame, lazy });
+        self.entries.push(Entry {
+            id,
+            frame,
+            lazy,
+            pending,
+        });
         id
     }
 
@@ -129,7 +142,27 @@ pub(crate) struct FrameGuard {
 
 /// Pushes `frame` on this thread's stack until the guard drops.
 pub(crate) fn push(frame: Frame) -> FrameGuard {
-    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None));
+    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None, None));
+    FrameGuard {
+        id,
+        _not_send: PhantomData,
+    }
+}
+
+/// Pushes the frame of a scope entered by its owner, which cannot end the
+/// scope until the guard drops (an `EnterGuard` borrows the `ActiveScope`; a
+/// scoped future enters its own scope only while polling).
+///
+/// Intents enqueued through such a frame are buffered in the frame itself,
+/// with no lock (the common case costs no atomic operation), and join the
+/// scope's shared buffer when the guard drops, or earlier when this thread
+/// reads the scope's intents. Until then other threads holding a
+/// [`ScopeHandle`](crate::ScopeHandle) do not see them. Merging keeps FIFO
+/// order, by intent id, with what arrived meanwhile (nested scopes ending,
+/// other threads enqueueing through handles).
+pub(crate) fn push_owned(frame: Frame) -> FrameGuard {
+    let pending = Some(Buffer::default());
+    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None, pending));
     FrameGuard {
         id,
         _not_send: PhantomData,
@@ -145,7 +178,49 @@ impl Drop for FrameGuard {
             .try_with(|stack| stack.borrow_mut().remove(self.id))
             .ok()
             .flatten();
-        drop(entry);
+        if let Some(entry) = entry {
+            entry.publish();
+        }
+    }
+}
+
+impl Entry {
+    /// Moves the intents buffered in this entry into its scope's buffer.
+    fn publish(mut self) {
+        self.publish_in_place();
+    }
+
+    fn publish_in_place(&mut self) {
+        if let (Some(pending), Some(scope)) = (self.pending.take(), self.frame.scope.as_ref()) {
+            if !pending.as_slice().is_empty() {
+                scope.publish(pending);
+            }
+        }
+    }
+}
+
+/// Moves the intents this thread's frames hold for `scope` into its shared
+/// buffer, so reading or ending the scope sees all of them.
+pub(crate) fn publish_pending(scope: &Arc<ScopeCore>) {
+    let pending: Vec<Buffer> = STACK
+        .try_with(|stack| {
+            let mut stack = stack.borrow_mut();
+            stack
+                .entries
+                .iter_mut()
+                .filter(|e| {
+                    e.frame
+                        .scope
+                        .as_ref()
+                        .is_some_and(|s| Arc::ptr_eq(s, scope))
+                })
+                .filter_map(|e| e.pending.as_mut().map(Buffer::take))
+                .filter(|pending| !pending.as_slice().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    for pending in pending {
+        scope.publish(pending);
     }
 }
 
@@ -184,7 +259,7 @@ impl TaskFrame {
                 chain: None,
             };
             let slot = Some(Rc::clone(&self.slot));
-            let id = STACK.with(|stack| stack.borrow_mut().push(frame, slot));
+            let id = STACK.with(|stack| stack.borrow_mut().push(frame, slot, None));
             self.guard = Some(FrameGuard {
                 id,
                 _not_send: PhantomData,
@@ -201,8 +276,10 @@ impl TaskFrame {
         let guard = self.guard.take()?;
         let id = guard.id;
         std::mem::forget(guard);
-        let entry = STACK.with(|stack| stack.borrow_mut().remove(id))?;
-        entry.frame.scope
+        let mut entry = STACK.with(|stack| stack.borrow_mut().remove(id))?;
+        let scope = entry.frame.scope.clone();
+        entry.publish_in_place();
+        scope
     }
 }
 
@@ -257,6 +334,15 @@ pub(crate) fn enqueue_target(mut intent: Intent) -> Target {
         // `level_enabled!` reads only the global maximum level, no subscriber code.
         if frame.chain.is_some() || tracing::level_enabled!(tracing::Level::TRACE) {
             return Target::Deferred(intent, Arc::clone(scope));
+        }
+        if let Some(pending) = entry.pending.as_mut() {
+            // The owner's frame: the scope stays open while it is pushed, but
+            // a leaked guard (`mem::forget`) can outlive that, so ask.
+            if scope.phase() == ScopePhase::Open {
+                let id = intent.id();
+                pending.push(intent);
+                return Target::Pushed(id);
+            }
         }
         match scope.try_push(intent) {
             Ok(id) => Target::Pushed(id),

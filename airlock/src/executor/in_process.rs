@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
+use crate::buffer;
 use crate::config;
 use crate::context::TaskFrame;
 use crate::error::BoxError;
@@ -35,10 +36,10 @@ use crate::task::{BoxFuture, Runner};
 pub struct InProcess;
 
 impl Executor for InProcess {
-    fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
+    fn dispatch(&self, mut intents: Vec<Intent>) -> Result<(), DispatchError> {
         let limit = config::current().max_cascade_depth;
         let mut frame = TaskFrame::new(None);
-        let mut rest = intents.into_iter();
+        let mut rest = intents.drain(..);
         let mut dispatched = 0;
         while let Some(intent) = rest.next() {
             if let Err(error) = run_sync(intent, limit, &mut frame) {
@@ -46,13 +47,16 @@ impl Executor for InProcess {
             }
             dispatched += 1;
         }
+        drop(rest);
+        // The emptied buffer serves the next scope on this thread.
+        buffer::recycle(intents);
         Ok(())
     }
 
-    fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
+    fn dispatch_async(&self, mut intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(async move {
             let limit = config::current().max_cascade_depth;
-            let mut rest = intents.into_iter();
+            let mut rest = intents.drain(..);
             let mut dispatched = 0;
             while let Some(intent) = rest.next() {
                 if let Err(error) = run_async(intent, limit, None).await {
@@ -60,6 +64,8 @@ impl Executor for InProcess {
                 }
                 dispatched += 1;
             }
+            drop(rest);
+            buffer::recycle(intents);
             Ok(())
         })
     }

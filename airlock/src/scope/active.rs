@@ -80,7 +80,10 @@ impl ActiveScope {
     /// Makes this the current scope on this thread until the guard drops.
     pub fn enter(&self) -> EnterGuard<'_> {
         EnterGuard {
-            _frame: enter_core(&self.core),
+            _frame: context::push_owned(Frame {
+                scope: Some(Arc::clone(&self.core)),
+                chain: self.core.chain.clone(),
+            }),
             _scope: PhantomData,
         }
     }
@@ -171,7 +174,7 @@ impl ActiveScope {
     /// (used by [`testing::capture`](crate::testing::capture)).
     pub fn into_intents(mut self) -> Vec<Intent> {
         self.ended = true;
-        let intents = self.core.state().buffer.take();
+        let intents = self.core.state().buffer.take().into_intents();
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
         flush::end_discarded(&self.core, &intents, reason);
         intents
@@ -304,7 +307,8 @@ impl ScopeHandle {
 
     /// One record per intent: buffered ones while the scope is open, and what
     /// became of each once it has ended.
-    pub fn records(&self) -> Arc<Vec<IntentRecord>> {
+    pub fn records(&self) -> Arc<[IntentRecord]> {
+        context::publish_pending(&self.0);
         let state = self.0.state();
         if state.phase == ScopePhase::Open {
             state
@@ -312,10 +316,11 @@ impl ScopeHandle {
                 .as_slice()
                 .iter()
                 .map(|i| IntentRecord::of(i, &self.0.info, crate::flush::Fate::Buffered))
-                .collect::<Vec<_>>()
-                .into()
+                .collect()
         } else {
-            Arc::clone(&state.records)
+            let ledger = state.ledger();
+            drop(state);
+            Arc::clone(ledger.records())
         }
     }
 
@@ -387,7 +392,8 @@ pub struct IntentsGuard<'a> {
 }
 
 impl<'a> IntentsGuard<'a> {
-    fn new(core: &'a ScopeCore) -> Self {
+    fn new(core: &'a Arc<ScopeCore>) -> Self {
+        context::publish_pending(core);
         let state = core.state();
         INSPECTING.with(|ids| ids.borrow_mut().push(core.info.id));
         INSPECTING_COUNT.with(|count| count.set(count.get() + 1));

@@ -8,7 +8,7 @@ use crate::config;
 use crate::context;
 use crate::error::Error;
 use crate::executor::Executor;
-use crate::flush::IntentRecord;
+use crate::flush::Ledger;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::scope::active::is_inspecting;
@@ -37,8 +37,15 @@ pub(crate) struct ScopeState {
     pub(crate) phase: ScopePhase,
     pub(crate) buffer: Buffer,
     /// What became of each intent, filled when the scope ends.
-    pub(crate) records: Arc<Vec<IntentRecord>>,
+    ledger: Option<Arc<Ledger>>,
     pub(crate) discard_reason: Option<DiscardReason>,
+}
+
+impl ScopeState {
+    /// What became of each intent of the ended scope (empty while it is open).
+    pub(crate) fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.clone().unwrap_or_default()
+    }
 }
 
 impl ScopeCore {
@@ -101,7 +108,7 @@ impl ScopeCore {
             state: Mutex::new(ScopeState {
                 phase: ScopePhase::Open,
                 buffer: Buffer::default(),
-                records: Arc::default(),
+                ledger: None,
                 discard_reason: None,
             }),
         })
@@ -167,9 +174,24 @@ impl ScopeCore {
         Ok(id)
     }
 
+    /// Takes the intents an owner's frame buffered (see
+    /// [`context::push_owned`]). The scope is open (its owner has not ended
+    /// it yet) unless a guard was leaked; then they are lost, loudly.
+    pub(crate) fn publish(&self, pending: Buffer) {
+        let refused = self.capture(pending);
+        if let Err(refused) = refused {
+            tracing::error!(
+                target: "airlock::scope",
+                scope = %self.info,
+                lost = refused.as_slice().len(),
+                "intents enqueued through a leaked scope guard after the scope ended were lost"
+            );
+        }
+    }
+
     /// Takes intents handed up by a descendant. Gives them back if this scope
     /// has already ended.
-    pub(crate) fn capture(&self, intents: Vec<Intent>) -> Result<(), Vec<Intent>> {
+    pub(crate) fn capture(&self, intents: Buffer) -> Result<(), Buffer> {
         let mut state = self.state();
         if state.phase != ScopePhase::Open {
             return Err(intents);
@@ -179,7 +201,8 @@ impl ScopeCore {
     }
 
     /// Ends the scope logically: no intent can be added after this.
-    pub(crate) fn close(&self) -> Result<Vec<Intent>, Error> {
+    pub(crate) fn close(self: &Arc<Self>) -> Result<Buffer, Error> {
+        context::publish_pending(self);
         let mut state = self.state();
         if state.phase != ScopePhase::Open {
             return Err(Error::State(format!(
@@ -192,20 +215,19 @@ impl ScopeCore {
     }
 
     /// Records the final phase and what became of each intent; returns the
-    /// records, shared with the scope (reports and handles read the same copy).
+    /// ledger, shared with the scope (reports and handles read the same one).
     pub(crate) fn end(
         &self,
         phase: ScopePhase,
-        records: Vec<IntentRecord>,
+        ledger: Ledger,
         reason: Option<DiscardReason>,
-    ) -> Arc<Vec<IntentRecord>> {
-        // Shared without copying: reports and handles read the same vector.
-        let records = Arc::new(records);
+    ) -> Arc<Ledger> {
+        let ledger = Arc::new(ledger);
         let mut state = self.state();
         self.set_phase(&mut state, phase);
-        state.records = Arc::clone(&records);
+        state.ledger = Some(Arc::clone(&ledger));
         state.discard_reason = reason;
-        records
+        ledger
     }
 
     /// Iterates this scope's ancestors, nearest first.

@@ -1,0 +1,208 @@
+//! The ledger: what became of each intent of a scope, kept compactly until
+//! someone reads it.
+//!
+//! A flush notes every intent it handles, and most of those notes are never
+//! read: `airlock::scope(..)` throws its report away unless the dispatch
+//! fails. So an entry is 32 bytes of plain data (id, task, origin, whether the
+//! intent was the scope's own, and a fate number), each distinct [`Fate`] is
+//! stored once however many intents share it, and the public
+//! [`IntentRecord`]s are built on the first read.
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Arc, OnceLock};
+
+use crate::buffer::{self, Spares};
+use crate::flush::report::{Fate, IntentRecord};
+use crate::intent::{Intent, IntentId};
+use crate::scope::ScopeId;
+use crate::task::TaskDef;
+
+/// The ledger of one scope; see the module docs.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    entries: Vec<Entry>,
+    fates: Vec<Fate>,
+    records: OnceLock<Arc<[IntentRecord]>>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    id: IntentId,
+    task: &'static TaskDef,
+    origin: &'static Location<'static>,
+    fate: FateRef,
+    own: bool,
+}
+
+/// A fate stored in a ledger ([`Ledger::fate`]), to set on entries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FateRef(u32);
+
+impl Ledger {
+    /// An empty ledger with room for `capacity` entries.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let mut entries = buffer::take_spare(&SPARE_ENTRIES);
+        entries.reserve(capacity);
+        Ledger {
+            entries,
+            fates: Vec::new(),
+            records: OnceLock::new(),
+        }
+    }
+
+    /// Stores `fate` (once: setting it on many entries costs a number each).
+    pub(crate) fn fate(&mut self, fate: Fate) -> FateRef {
+        // Flushes use a handful of fates, usually asked for in runs.
+        if let Some(i) = self.fates.iter().rposition(|f| *f == fate) {
+            return FateRef(i as u32);
+        }
+        self.fates.push(fate);
+        FateRef((self.fates.len() - 1) as u32)
+    }
+
+    /// Notes `intents` (in a scope whose id is `scope`) with `fate`.
+    pub(crate) fn note_all(&mut self, intents: &[Intent], scope: ScopeId, fate: FateRef) {
+        self.entries
+            .extend(intents.iter().map(|intent| Entry::of(intent, scope, fate)));
+    }
+
+    /// Notes one intent with `fate`; returns its position.
+    pub(crate) fn note(&mut self, intent: &Intent, scope: ScopeId, fate: FateRef) -> usize {
+        self.entries.push(Entry::of(intent, scope, fate));
+        self.entries.len() - 1
+    }
+
+    /// Sets the fate of the entry at `position`.
+    pub(crate) fn set(&mut self, position: usize, fate: FateRef) {
+        self.entries[position].fate = fate;
+    }
+
+    /// Sets `fate` on the entries at `positions`.
+    pub(crate) fn set_each(&mut self, positions: &Positions, fate: FateRef) {
+        match positions {
+            Positions::First(n) => self.entries[..*n].iter_mut().for_each(|e| e.fate = fate),
+            Positions::Listed(list) => list.iter().for_each(|&i| self.entries[i].fate = fate),
+        }
+    }
+
+    /// How many intents are noted.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The task names of the entries whose fate matches `pred`, in order,
+    /// without building records.
+    pub(crate) fn names(&self, pred: impl Fn(&Fate) -> bool) -> Vec<&'static str> {
+        let matching: Vec<bool> = self.fates.iter().map(pred).collect();
+        self.entries
+            .iter()
+            .filter(|e| matching[e.fate.0 as usize])
+            .map(|e| e.task.name())
+            .collect()
+    }
+
+    /// The records, built on the first call.
+    pub(crate) fn records(&self) -> &Arc<[IntentRecord]> {
+        self.records.get_or_init(|| {
+            self.entries
+                .iter()
+                .map(|e| IntentRecord {
+                    id: e.id,
+                    task: e.task,
+                    origin: e.origin,
+                    own: e.own,
+                    fate: self.fates[e.fate.0 as usize].clone(),
+                })
+                .collect()
+        })
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        buffer::put_spare(&SPARE_ENTRIES, std::mem::take(&mut self.entries));
+    }
+}
+
+thread_local! {
+    static SPARE_ENTRIES: Spares<Entry> = const { Spares::new() };
+}
+
+impl Entry {
+    fn of(intent: &Intent, scope: ScopeId, fate: FateRef) -> Self {
+        Entry {
+            id: intent.id(),
+            task: intent.task(),
+            origin: intent.origin(),
+            fate,
+            own: intent.scope == Some(scope),
+        }
+    }
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.records().iter()).finish()
+    }
+}
+
+/// Which ledger entries a list of intents stands for, in order: usually
+/// simply the first `n` (nothing was routed elsewhere or dropped), which
+/// needs no list.
+#[derive(Debug)]
+pub(crate) enum Positions {
+    /// Entries `0..n`.
+    First(usize),
+    /// These entries.
+    Listed(Vec<usize>),
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Positions::First(0)
+    }
+}
+
+impl Positions {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Positions::First(n) => *n,
+            Positions::Listed(list) => list.len(),
+        }
+    }
+
+    /// The position of the `k`-th listed entry.
+    pub(crate) fn get(&self, k: usize) -> usize {
+        match self {
+            Positions::First(_) => k,
+            Positions::Listed(list) => list[k],
+        }
+    }
+
+    /// Keeps the `k`-th position where `keep[k]`.
+    pub(crate) fn retain(&mut self, keep: &[bool]) {
+        let kept = (0..self.len())
+            .filter(|&k| keep[k])
+            .map(|k| self.get(k))
+            .collect();
+        *self = Positions::Listed(kept);
+    }
+
+    /// Appends `other`'s positions.
+    pub(crate) fn chain(self, other: Positions) -> Positions {
+        let mut list: Vec<usize> = (0..self.len()).map(|k| self.get(k)).collect();
+        list.extend((0..other.len()).map(|k| other.get(k)));
+        Positions::Listed(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A ledger entry is what every flushed intent costs after its flush;
+    /// keep it plain data of 32 bytes.
+    #[test]
+    fn an_entry_stays_32_bytes() {
+        assert!(std::mem::size_of::<super::Entry>() <= 32);
+    }
+}
