@@ -296,57 +296,66 @@ pub(crate) fn top() -> Option<Frame> {
 /// Where `enqueue` put an intent, or why it could not.
 pub(crate) enum Target {
     /// No scope is current.
-    NoScope(Intent),
+    NoScope,
     /// This thread is inspecting the current scope's intents.
-    Busy(Intent),
+    Busy,
     /// Buffered in the current scope.
     Pushed(IntentId),
-    /// The current scope has ended; the intent is handed back so its arguments
-    /// are dropped outside the stack's borrow.
-    Closed(Error, Intent),
+    /// The current scope has ended.
+    Closed(Error),
     /// Policies are in force (or trace logging is on): they must see the
     /// intent before it is buffered, and policy (or subscriber) code may touch
     /// this stack, so the caller finishes with the stack released.
-    Deferred(Intent, Arc<ScopeCore>),
+    Deferred(Arc<ScopeCore>),
 }
 
-/// Takes `intent` into the current scope: fills in what it inherits from the
-/// scope (scope id, policy chain, cascade depth) and, in the common case of
-/// no policy and no trace logging, buffers it without leaving the borrow (no
-/// reference count bumped, one thread-local access per enqueue).
-pub(crate) fn enqueue_target(mut intent: Intent) -> Target {
+/// Takes the intent in `slot` into the current scope: fills in what it
+/// inherits from the scope (scope id, policy chain, cascade depth) and, in the
+/// common case of no policy and no trace logging, buffers it without leaving
+/// the borrow (no reference count bumped, one thread-local access per
+/// enqueue). Unless it was buffered, the intent is left in `slot` (its
+/// arguments are dropped by the caller, outside the stack's borrow); passing
+/// a slot rather than the intent saves copying it in and out.
+pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
     STACK.with(|stack| {
         let mut stack = stack.borrow_mut();
         let Some(entry) = stack.entries.last_mut() else {
-            return Target::NoScope(intent);
+            return Target::NoScope;
         };
         entry.materialize();
         let frame = &entry.frame;
         let Some(scope) = frame.scope.as_ref() else {
-            return Target::NoScope(intent);
+            return Target::NoScope;
         };
         if is_inspecting(scope.info.id) {
-            return Target::Busy(intent);
+            return Target::Busy;
         }
+        let Some(intent) = slot.as_mut() else {
+            return Target::NoScope;
+        };
         intent.chain = frame.chain.clone();
         intent.scope = Some(scope.info.id);
         intent.cascade_depth = scope.cascade_depth;
         // `level_enabled!` reads only the global maximum level, no subscriber code.
         if frame.chain.is_some() || tracing::level_enabled!(tracing::Level::TRACE) {
-            return Target::Deferred(intent, Arc::clone(scope));
+            return Target::Deferred(Arc::clone(scope));
         }
+        let id = intent.id();
         if let Some(pending) = entry.pending.as_mut() {
             // The owner's frame: the scope stays open while it is pushed, but
             // a leaked guard (`mem::forget`) can outlive that, so ask.
             if scope.phase() == ScopePhase::Open {
-                let id = intent.id();
-                pending.push(intent);
+                pending.push(slot.take().expect("checked above"));
                 return Target::Pushed(id);
             }
         }
-        match scope.try_push(intent) {
+        match scope.try_push(slot.take().expect("checked above")) {
             Ok(id) => Target::Pushed(id),
-            Err((phase, intent)) => Target::Closed(scope.closed_error(&intent, phase), intent),
+            Err((phase, intent)) => {
+                let error = scope.closed_error(&intent, phase);
+                *slot = Some(intent);
+                Target::Closed(error)
+            }
         }
     })
 }

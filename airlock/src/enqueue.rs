@@ -23,22 +23,19 @@ pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
             task: intent.name(),
         });
     }
-    let (intent, scope) = match context::enqueue_target(intent) {
+    let name = intent.name();
+    let mut slot = Some(intent);
+    let scope = match context::enqueue_target(&mut slot) {
         Target::Pushed(id) => return Ok(id),
-        Target::Deferred(intent, scope) => (intent, scope),
-        Target::NoScope(intent) => {
-            tracing::debug!(target: "airlock::enqueue", task = intent.name(), "enqueue outside a scope");
-            return Err(Error::NoScope {
-                task: intent.name(),
-            });
+        Target::Deferred(scope) => scope,
+        Target::NoScope => {
+            tracing::debug!(target: "airlock::enqueue", task = name, "enqueue outside a scope");
+            return Err(Error::NoScope { task: name });
         }
-        Target::Busy(intent) => {
-            return Err(Error::ScopeBusy {
-                task: intent.name(),
-            })
-        }
-        Target::Closed(error, _intent) => return Err(error),
+        Target::Busy => return Err(Error::ScopeBusy { task: name }),
+        Target::Closed(error) => return Err(error),
     };
+    let intent = slot.expect("a deferred intent is handed back");
     if let Err(violation) = PolicyLink::check_enqueue(intent.chain.as_ref(), &intent) {
         tracing::debug!(target: "airlock::policy", %violation, "intent rejected at enqueue");
         return Err(violation.into());
