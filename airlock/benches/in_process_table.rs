@@ -77,7 +77,7 @@ fn race(
     mut direct: impl FnMut(),
 ) -> (f64, f64, f64) {
     let reps = (100_000 / per).max(1);
-    let mut time = |f: &mut dyn FnMut()| {
+    let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         for _ in 0..reps {
             f();
