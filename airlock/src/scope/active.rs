@@ -301,6 +301,12 @@ impl ScopeHandle {
     }
 
     /// The buffered intents (empty once the scope has ended; see [`records`](Self::records)).
+    ///
+    /// The scope's owner (the code running inside it through
+    /// [`ActiveScope::enter`], [`Scope::run`] or a scoped future) buffers its
+    /// intents without locking and hands them to the scope when it leaves it
+    /// (or its future's poll returns): on another thread a handle sees them
+    /// from then on; on the owner's thread, at once.
     pub fn intents(&self) -> IntentsGuard<'_> {
         IntentsGuard::new(&self.0)
     }
