@@ -23,6 +23,15 @@ impl Buffer {
         Buffer { intents, policed }
     }
 
+    /// A buffer holding `intents`, none of which carries a policy chain.
+    pub(crate) fn unpoliced(intents: Vec<Intent>) -> Self {
+        debug_assert!(intents.iter().all(|i| i.chain.is_none()));
+        Buffer {
+            intents,
+            policed: false,
+        }
+    }
+
     pub(crate) fn push(&mut self, intent: Intent) {
         if self.intents.capacity() == 0 {
             self.intents = spare();
@@ -124,7 +133,7 @@ thread_local! {
 }
 
 /// An empty buffer, reused if this thread has one to spare.
-fn spare() -> Vec<Intent> {
+pub(crate) fn spare() -> Vec<Intent> {
     take_spare(&SPARE_BUFFERS)
 }
 

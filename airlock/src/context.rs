@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::buffer::Buffer;
+use crate::buffer::{self, Buffer};
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::intent::{Intent, IntentId};
@@ -64,10 +64,12 @@ struct Entry {
     frame: Frame,
     /// A task's scope, created only when something needs it (see [`TaskFrame`]).
     lazy: Option<Rc<TaskSlot>>,
+    /// Whether the frame was entered by the scope's owner (see [`push_owned`]),
+    /// which buffers in `pending`.
+    owned: bool,
     /// Intents enqueued through this entry and not yet in the scope's shared
-    /// buffer; `None` unless the frame was entered by the scope's owner (see
-    /// [`push_owned`]).
-    pending: Option<Buffer>,
+    /// buffer. They never carry a policy chain (those take the locked path).
+    pending: Vec<Intent>,
 }
 
 impl Entry {
@@ -90,7 +92,7 @@ impl Entry {
             self.frame.scope = Some(core);
             // The executor's loop owns the scope: it ends it only after the
             // entry is gone.
-            self.pending = Some(Buffer::default());
+            self.owned = true;
         }
     }
 }
@@ -102,14 +104,15 @@ struct Stack {
 }
 
 impl Stack {
-    fn push(&mut self, frame: Frame, lazy: Option<Rc<TaskSlot>>, pending: Option<Buffer>) -> u64 {
+    fn push(&mut self, frame: Frame, lazy: Option<Rc<TaskSlot>>, owned: bool) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         self.entries.push(Entry {
             id,
             frame,
             lazy,
-            pending,
+            owned,
+            pending: Vec::new(),
         });
         id
     }
@@ -142,7 +145,7 @@ pub(crate) struct FrameGuard {
 
 /// Pushes `frame` on this thread's stack until the guard drops.
 pub(crate) fn push(frame: Frame) -> FrameGuard {
-    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None, None));
+    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None, false));
     FrameGuard {
         id,
         _not_send: PhantomData,
@@ -161,8 +164,7 @@ pub(crate) fn push(frame: Frame) -> FrameGuard {
 /// order, by intent id, with what arrived meanwhile (nested scopes ending,
 /// other threads enqueueing through handles).
 pub(crate) fn push_owned(frame: Frame) -> FrameGuard {
-    let pending = Some(Buffer::default());
-    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None, pending));
+    let id = STACK.with(|stack| stack.borrow_mut().push(frame, None, true));
     FrameGuard {
         id,
         _not_send: PhantomData,
@@ -190,11 +192,13 @@ impl Entry {
         self.publish_in_place();
     }
 
+    #[inline]
     fn publish_in_place(&mut self) {
-        if let (Some(pending), Some(scope)) = (self.pending.take(), self.frame.scope.as_ref()) {
-            if !pending.as_slice().is_empty() {
-                scope.publish(pending);
-            }
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Some(scope) = self.frame.scope.as_ref() {
+            scope.publish(Buffer::unpoliced(std::mem::take(&mut self.pending)));
         }
     }
 }
@@ -214,8 +218,8 @@ pub(crate) fn publish_pending(scope: &Arc<ScopeCore>) {
                         .as_ref()
                         .is_some_and(|s| Arc::ptr_eq(s, scope))
                 })
-                .filter_map(|e| e.pending.as_mut().map(Buffer::take))
-                .filter(|pending| !pending.as_slice().is_empty())
+                .filter(|e| !e.pending.is_empty())
+                .map(|e| Buffer::unpoliced(std::mem::take(&mut e.pending)))
                 .collect()
         })
         .unwrap_or_default();
@@ -259,7 +263,7 @@ impl TaskFrame {
                 chain: None,
             };
             let slot = Some(Rc::clone(&self.slot));
-            let id = STACK.with(|stack| stack.borrow_mut().push(frame, slot, None));
+            let id = STACK.with(|stack| stack.borrow_mut().push(frame, slot, false));
             self.guard = Some(FrameGuard {
                 id,
                 _not_send: PhantomData,
@@ -341,13 +345,14 @@ pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
             return Target::Deferred(Arc::clone(scope));
         }
         let id = intent.id();
-        if let Some(pending) = entry.pending.as_mut() {
-            // The owner's frame: the scope stays open while it is pushed, but
-            // a leaked guard (`mem::forget`) can outlive that, so ask.
-            if scope.phase() == ScopePhase::Open {
-                pending.push(slot.take().expect("checked above"));
-                return Target::Pushed(id);
+        // The owner's frame: the scope stays open while it is pushed, but a
+        // leaked guard (`mem::forget`) can outlive that, so ask.
+        if entry.owned && scope.phase() == ScopePhase::Open {
+            if entry.pending.capacity() == 0 {
+                entry.pending = buffer::spare();
             }
+            entry.pending.push(slot.take().expect("checked above"));
+            return Target::Pushed(id);
         }
         match scope.try_push(slot.take().expect("checked above")) {
             Ok(id) => Target::Pushed(id),
