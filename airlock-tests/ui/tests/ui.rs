@@ -2,7 +2,7 @@
 //!
 //! Every `pass` file must compile (and its `main` runs); every `fail` file must
 //! fail with exactly the diagnostics in its `.stderr`. Regenerate those with
-//! `TRYBUILD=overwrite cargo test -p airlock-tests --test ui`, then read them.
+//! `TRYBUILD=overwrite cargo test -p airlock-ui-tests --test ui`, then read them.
 
 #[test]
 fn ui() {
