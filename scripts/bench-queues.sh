@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the queue benchmarks (10k-intent flush as one batch vs the engine's own
-# bulk push vs 10k single pushes) on SQLite, PostgreSQL and Redis, starting
-# throwaway PostgreSQL and Redis servers on loopback from the Debian packages
-# (apt-get install postgresql redis-server). Usage: scripts/bench-queues.sh
+# bulk push, vs its bulk push of airlock's own envelopes, vs 10k single pushes)
+# on SQLite, PostgreSQL and Redis, starting throwaway PostgreSQL and Redis
+# servers on loopback from the Debian packages (apt-get install postgresql
+# redis-server). Usage: scripts/bench-queues.sh
+# AIRLOCK_BENCH_ROUNDS=N sets the rounds; AIRLOCK_BENCH_SKIP_SINGLE=1 leaves
+# out the single pushes, which take most of each round, to afford many rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -80,6 +80,119 @@ fn dispatch_options_survive_the_wire() {
     assert_eq!((options.priority, options.max_attempts), (Some(5), Some(3)));
 }
 
+const ID: &str = "01JD5Z6QK0000000000000000A";
+
+/// The one intent `f` enqueues.
+fn one_intent(f: impl FnOnce() -> airlock::Result<()>) -> airlock::Intent {
+    let captured = capture(f);
+    captured.value.expect("enqueue succeeds");
+    let mut intents = captured.intents;
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    intents.remove(0)
+}
+
+#[test]
+fn the_wire_format_is_pinned() {
+    // The exact bytes a queue pushes for a plain intent: these field names,
+    // in this order, and nothing for what is empty or zero (no options, a
+    // cascade depth of 0). A worker of this build and of every build before
+    // it reads them.
+    let t = tag("envelope-wire");
+    let intent = one_intent(|| record::enqueue(t.clone(), 7).map(drop));
+    let bytes = Envelope::encode_intent(&intent, ID).unwrap();
+    let expected = format!(
+        r#"{{"v":1,"id":"{ID}","task":"record","args":{{"tag":"{t}","value":7}},"origin":"{}"}}"#,
+        intent.origin()
+    );
+    assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
+
+    let decoded = Envelope::from_json(&bytes).unwrap();
+    assert_eq!(decoded.id, ID);
+    assert_eq!(decoded.cascade_depth, 0);
+    assert_eq!(decoded.origin, Some(intent.origin().to_string()));
+    let worker = airlock::worker::decode_job(&bytes).expect("a worker reads it");
+    assert_eq!(worker.name(), "record");
+    assert_eq!(worker.args::<record>().unwrap().value, 7);
+    assert_eq!(worker.cascade_depth(), 0);
+}
+
+#[test]
+fn older_payloads_with_every_field_written_still_decode() {
+    // Builds before this one always wrote `cascade_depth`, 0 included, and
+    // jobs they queued may still wait in a queue.
+    for depth in [0, 3] {
+        let payload = serde_json::json!({
+            "v": 1, "id": ID, "task": "record",
+            "args": { "tag": "old", "value": 4 },
+            "options": { "queue": "warehouse", "max_attempts": 2 },
+            "origin": "src/old.rs:1:2",
+            "cascade_depth": depth,
+        })
+        .to_string();
+        let envelope = Envelope::from_json(payload.as_bytes()).unwrap();
+        assert_eq!(envelope.cascade_depth, depth);
+        for intent in [
+            envelope.into_intent().unwrap(),
+            airlock::worker::decode_job(payload.as_bytes()).expect("a worker reads it"),
+        ] {
+            assert_eq!(intent.cascade_depth(), depth);
+            assert_eq!(intent.args::<record>().unwrap().value, 4);
+            assert_eq!(intent.options().queue.as_deref(), Some("warehouse"));
+            assert_eq!(intent.options().max_attempts, Some(2));
+        }
+    }
+}
+
+#[test]
+fn the_queue_encoding_is_the_envelopes_json_and_decodes_to_the_same_intent() {
+    // `encode_intent` (what the queues push) writes straight from the intent;
+    // it must give exactly `from_intent` + `to_json`, for every kind of field.
+    let t = tag("envelope-direct");
+    let run_at = UNIX_EPOCH + Duration::from_millis(1_900_000_000_123);
+    let mut intents = vec![
+        one_intent(|| record::enqueue(t.clone(), 1).map(drop)),
+        one_intent(|| {
+            record::intent("quote \" backslash \\ é \u{1}".to_owned(), u64::MAX)
+                .delay(Duration::from_secs(60))
+                .run_at(run_at)
+                .queue("warehouse")
+                .priority(-5)
+                .max_attempts(3)
+                .enqueue()
+                .map(drop)
+        }),
+        one_intent(|| measure::enqueue(vec![0.1, -0.0, f64::MAX, 5e-324], 0.3).map(drop)),
+        one_intent(|| carry::enqueue(nested(10)).map(drop)),
+        one_intent(|| {
+            carry::enqueue(serde_json::json!({ "b": [1, {"z": null, "a": true}], "a": "x" }))
+                .map(drop)
+        }),
+    ];
+    // A cascade depth other than 0, as a worker decodes one.
+    let mut deep = one_envelope(|| cascade::enqueue(t.clone(), 2).map(drop));
+    deep.cascade_depth = 9;
+    intents.push(deep.into_intent().unwrap());
+
+    for intent in &intents {
+        let direct = Envelope::encode_intent(intent, ID).unwrap();
+        let via_envelope = Envelope::from_intent(intent, ID)
+            .unwrap()
+            .to_json()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(direct.clone()).unwrap(),
+            String::from_utf8(via_envelope).unwrap()
+        );
+        let decoded = airlock::worker::decode_job(&direct).expect("a worker reads it");
+        assert_eq!(decoded.name(), intent.name());
+        assert_eq!(decoded.args_json().unwrap(), intent.args_json().unwrap());
+        assert_eq!(decoded.options(), intent.options());
+        assert_eq!(decoded.cascade_depth(), intent.cascade_depth());
+    }
+    let text = String::from_utf8(Envelope::encode_intent(&intents[5], ID).unwrap()).unwrap();
+    assert!(text.ends_with(r#","cascade_depth":9}"#), "{text}");
+}
+
 #[test]
 fn an_envelope_without_options_stays_small() {
     let t = tag("envelope-small");
@@ -271,4 +384,61 @@ fn arguments_nested_deeper_than_a_worker_reads_are_refused_by_the_producer() {
         "{error:?}"
     );
     assert!(error.to_string().contains("127 levels deep"), "{error}");
+
+    // The queues' direct encoding applies the same limit.
+    let error = Envelope::encode_intent(&captured.intents[0], "01JD5Z6QK0000000000000000A")
+        .expect_err("one level more is refused");
+    assert!(
+        matches!(
+            error,
+            Error::Encode {
+                task: "envelope.carry",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let deepest =
+        one_intent(|| carry::enqueue(nested(airlock::envelope::MAX_ARGS_DEPTH - 1)).map(drop));
+    let bytes = Envelope::encode_intent(&deepest, "01JD5Z6QK0000000000000000A").unwrap();
+    airlock::worker::decode_job(&bytes).expect("the deepest allowed arguments run on a worker");
+}
+
+#[test]
+fn the_depth_limit_counts_the_deepest_branch_wherever_it_is() {
+    // One deep branch among flat siblings, in arrays and objects, first or
+    // last: the producer's walk skips scalars, so it must still find it.
+    let limit = airlock::envelope::MAX_ARGS_DEPTH;
+    let deep = |levels| nested(levels);
+    for (payload, nests) in [
+        (serde_json::json!([1, "x", deep(limit - 2), null]), limit),
+        (
+            serde_json::json!({ "a": 1, "b": [[], {}], "c": deep(limit - 2) }),
+            limit,
+        ),
+        (serde_json::json!([deep(limit - 2), 2]), limit),
+        (
+            serde_json::json!([1, "x", deep(limit - 1), null]),
+            limit + 1,
+        ),
+        (
+            serde_json::json!({ "a": [], "z": { "y": deep(limit - 2) } }),
+            limit + 1,
+        ),
+        (serde_json::json!([[], [[]], {}]), 4),
+    ] {
+        // `carry`'s arguments object adds one level.
+        let intent = one_intent(|| carry::enqueue(payload.clone()).map(drop));
+        let encoded = Envelope::encode_intent(&intent, ID);
+        if nests <= limit {
+            let bytes = encoded.unwrap_or_else(|e| panic!("{nests} levels: {e}"));
+            airlock::worker::decode_job(&bytes).expect("a worker reads it");
+        } else {
+            let error = encoded.expect_err("too deep");
+            assert!(
+                error.to_string().contains(&format!("{nests} levels deep")),
+                "{error}"
+            );
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use airlock::envelope::Envelope;
 use airlock::queue::apalis::prelude::{BackendExt, TaskSink, WorkerBuilder};
 use airlock::queue::SqliteQueue;
 use airlock::{DropAll, Error, Scope};
@@ -84,6 +85,65 @@ async fn a_flush_queues_every_intent_and_a_worker_runs_each_once() {
     ran.sort();
     assert_eq!(ran, ["record(1)", "record(2)"]);
     assert_eq!(count(&queue, "Done").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_row_holds_its_intents_envelope_under_the_rows_own_id() {
+    // What the executor writes, read back from the table: the envelope, in the
+    // very bytes the owned `Envelope` writes (nothing added, nothing left
+    // out), whose id is the row's apalis id, and whose options are mirrored
+    // into the row's columns.
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let t = tag("sqlite-rows");
+    let scope = Scope::new().executor(queue.clone()).start();
+    scope
+        .in_scope(|| -> airlock::Result<()> {
+            record::enqueue(t.clone(), 1)?;
+            record::intent(t.clone(), 2)
+                .max_attempts(2)
+                .priority(4)
+                .enqueue()?;
+            Ok(())
+        })
+        .unwrap();
+    let report = scope.flush_async().await.unwrap();
+    let origins: Vec<_> = report
+        .records
+        .iter()
+        .map(|r| r.origin.to_string())
+        .collect();
+
+    let rows: Vec<(String, Vec<u8>, i64, i64)> =
+        sqlx::query_as("SELECT id, job, max_attempts, priority FROM Jobs ORDER BY priority")
+            .fetch_all(queue.pool())
+            .await
+            .unwrap();
+    let expected = [
+        (1, airlock::queue::DEFAULT_MAX_ATTEMPTS as i64, 0),
+        (2, 2, 4),
+    ];
+    assert_eq!(rows.len(), expected.len());
+    for ((id, job, max_attempts, priority), ((value, attempts, prio), origin)) in
+        rows.iter().zip(expected.iter().zip(&origins))
+    {
+        let envelope = Envelope::from_json(job).unwrap();
+        assert_eq!(
+            &envelope.to_json().unwrap(),
+            job,
+            "{}",
+            String::from_utf8_lossy(job)
+        );
+        assert_eq!(&envelope.id, id, "the envelope's id is the row's");
+        assert_eq!(
+            envelope.args,
+            serde_json::json!({ "tag": t, "value": value })
+        );
+        assert_eq!(envelope.origin.as_ref(), Some(origin));
+        assert_eq!((*max_attempts, *priority), (*attempts, *prio));
+        let intent = airlock::worker::decode_job(job).expect("a worker reads the row");
+        assert_eq!(intent.args::<record>().unwrap().value, *value);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,15 +14,24 @@
 //!   one `batch_push` script call);
 //! * `apalis_push_bulk`: building 10k envelope jobs and the engine's own bulk push of them
 //!   (`TaskSink::push_all`, also one script call);
-//! * `apalis_single_pushes`: 10k `TaskSink::push` calls, one round trip each.
+//! * `apalis_bulk_same_payload`: the engine's bulk push of the very envelopes
+//!   airlock writes for the same 10k intents (with their ULID `id`, `origin`
+//!   and queue name in `options`), encoded before the timing starts.
+//!   airlock's row over this one is airlock's own cost (enqueue, encoding,
+//!   executor) with the payload size taken out; `apalis_push_bulk`'s jobs
+//!   are smaller than airlock's;
+//! * `apalis_single_pushes`: 10k `TaskSink::push` calls, one round trip each
+//!   (skipped when `AIRLOCK_BENCH_SKIP_SINGLE` is set: they take most of a
+//!   round).
 //!
-//! Each round prints its times; the summary keeps each variant's fastest round
-//! and gives the ratios between them.
+//! Each round prints its times and same-run ratios; the summary gives the
+//! ratios of the fastest rounds and the spread of the per-round ratios.
 
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 
+use airlock::envelope::Envelope;
 use airlock::queue::apalis::prelude::{TaskBuilder, TaskSink};
 use airlock::queue::RedisQueue;
 use airlock::Scope;
@@ -30,6 +39,8 @@ use airlock::Scope;
 const N: u64 = 10_000;
 const QUEUE: &str = "airlock-bench";
 const URL_VAR: &str = "AIRLOCK_REDIS_URL";
+/// Jobs of the untimed warm-up before the first round.
+const WARM_UP: u64 = 1_000;
 
 #[airlock::task]
 fn bump(value: u64) {
@@ -38,10 +49,6 @@ fn bump(value: u64) {
 
 fn envelope(i: u64) -> serde_json::Value {
     serde_json::json!({ "v": 1, "id": "", "task": "bump", "args": { "value": i } })
-}
-
-fn per_second(elapsed: Duration) -> f64 {
-    N as f64 / elapsed.as_secs_f64()
 }
 
 /// Rounds to run: `AIRLOCK_BENCH_ROUNDS`, or `default` (CI runs one).
@@ -53,11 +60,84 @@ fn rounds(default: usize) -> usize {
 }
 
 fn report(label: &str, elapsed: Duration) {
+    let per_second = N as f64 / elapsed.as_secs_f64();
     println!(
-        "{label:<24} {:>10.1} ms  {:>12.0} intents/s",
-        elapsed.as_secs_f64() * 1e3,
-        per_second(elapsed)
+        "{label:<24} {:>10.1} ms  {per_second:>12.0} intents/s",
+        elapsed.as_secs_f64() * 1e3
     );
+}
+
+/// The envelopes airlock writes for the benchmark's 10k intents, as the
+/// JSON values the engine's storage takes, encoded outside any timing.
+fn airlock_payloads() -> Vec<serde_json::Value> {
+    let captured = airlock::testing::capture(|| {
+        (0..N).try_for_each(|i| bump::intent(i).queue(QUEUE).enqueue().map(drop))
+    });
+    captured.value.expect("the enqueues succeed");
+    captured
+        .intents
+        .iter()
+        .map(|intent| {
+            let id = ulid::Ulid::generate().to_string();
+            let bytes = Envelope::from_intent(intent, id)
+                .and_then(|envelope| envelope.to_json())
+                .expect("the envelope encodes");
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).expect("the envelope is JSON");
+            // The storage's codec writes the value again: same fields, so the
+            // same size as what airlock pushes.
+            assert_eq!(serde_json::to_vec(&value).unwrap().len(), bytes.len());
+            value
+        })
+        .collect()
+}
+
+const LABELS: [&str; 4] = [
+    "airlock_flush_batch",
+    "apalis_push_bulk",
+    "apalis_bulk_same_payload",
+    "apalis_single_pushes",
+];
+
+/// One round's times, in `LABELS` order (`None`: skipped).
+type Round = [Option<Duration>; 4];
+
+/// Prints each variant's fastest round and airlock's rate over the bulk
+/// pushes' (above 1: airlock is faster): from the fastest rounds, and the
+/// median and range of the same-round ratios, which a busy machine disturbs
+/// less.
+fn summary(rounds: &[Round]) {
+    let fastest = |column: usize| rounds.iter().filter_map(|round| round[column]).min();
+    println!("fastest of {} rounds, {N} intents each:", rounds.len());
+    for (column, label) in LABELS.iter().enumerate() {
+        if let Some(elapsed) = fastest(column) {
+            println!(
+                "  {label:<26} {:>12.0} intents/s",
+                N as f64 / elapsed.as_secs_f64()
+            );
+        }
+    }
+    for (column, label) in [
+        (1, "apalis bulk"),
+        (2, "apalis bulk, same payload"),
+        (3, "single pushes"),
+    ] {
+        let (Some(airlock), Some(other)) = (fastest(0), fastest(column)) else {
+            continue;
+        };
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .filter_map(|round| Some(round[column]?.as_secs_f64() / round[0]?.as_secs_f64()))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "  airlock / {label:<26} {:>5.2}x fastest, {:.2}x median per round ({:.2}-{:.2})",
+            other.as_secs_f64() / airlock.as_secs_f64(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        );
+    }
 }
 
 /// Deletes every key of the bench queue.
@@ -120,7 +200,33 @@ fn main() {
             .await
             .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
         clear(&queue).await;
-        let mut best = [Duration::MAX; 3];
+
+        // Untimed, first: a small flush and a small bulk push, so the first
+        // timed round of neither side pays a cold start for the other (Redis
+        // loads the push script on its first call, and the allocator's first
+        // pages). Without it the first round runs airlock cold and the bulk
+        // push on the script airlock loaded.
+        Scope::new()
+            .executor(queue.clone())
+            .run_async(async {
+                for i in 0..WARM_UP {
+                    bump::intent(i).queue(QUEUE).enqueue()?;
+                }
+                Ok::<(), airlock::Error>(())
+            })
+            .await
+            .expect("the warm-up flush succeeds");
+        let tasks: Vec<_> = (0..WARM_UP)
+            .map(|i| TaskBuilder::new(envelope(i)).build())
+            .collect();
+        queue
+            .storage(QUEUE)
+            .push_all(&mut futures_util::stream::iter(tasks))
+            .await
+            .expect("the warm-up bulk push");
+        clear(&queue).await;
+        let skip_single = std::env::var_os("AIRLOCK_BENCH_SKIP_SINGLE").is_some();
+        let mut times = Vec::new();
         for _ in 0..rounds {
             let start = Instant::now();
             Scope::new()
@@ -133,9 +239,8 @@ fn main() {
                 })
                 .await
                 .expect("the flush succeeds");
-            let elapsed = start.elapsed();
-            report("airlock_flush_batch", elapsed);
-            best[0] = best[0].min(elapsed);
+            let airlock = start.elapsed();
+            report(LABELS[0], airlock);
             check_and_clear(&queue).await;
 
             let mut storage = queue.storage(QUEUE);
@@ -149,31 +254,44 @@ fn main() {
                 .push_all(&mut futures_util::stream::iter(tasks))
                 .await
                 .expect("bulk push");
-            let elapsed = start.elapsed();
-            report("apalis_push_bulk", elapsed);
-            best[1] = best[1].min(elapsed);
+            let bulk = start.elapsed();
+            report(LABELS[1], bulk);
             check_and_clear(&queue).await;
 
+            let payloads = airlock_payloads();
             let mut storage = queue.storage(QUEUE);
             let start = Instant::now();
-            for i in 0..N {
-                storage.push(envelope(i)).await.expect("single push");
-            }
-            let elapsed = start.elapsed();
-            report("apalis_single_pushes", elapsed);
-            best[2] = best[2].min(elapsed);
+            let tasks: Vec<_> = payloads
+                .into_iter()
+                .map(|payload| TaskBuilder::new(payload).build())
+                .collect();
+            storage
+                .push_all(&mut futures_util::stream::iter(tasks))
+                .await
+                .expect("bulk push");
+            let same = start.elapsed();
+            report(LABELS[2], same);
             check_and_clear(&queue).await;
-            println!();
+
+            let mut single = None;
+            if !skip_single {
+                let mut storage = queue.storage(QUEUE);
+                let start = Instant::now();
+                for i in 0..N {
+                    storage.push(envelope(i)).await.expect("single push");
+                }
+                single = Some(start.elapsed());
+                report(LABELS[3], start.elapsed());
+                check_and_clear(&queue).await;
+            }
+
+            println!(
+                "airlock / bulk: {:.2}x   airlock / bulk same payload: {:.2}x\n",
+                bulk.as_secs_f64() / airlock.as_secs_f64(),
+                same.as_secs_f64() / airlock.as_secs_f64(),
+            );
+            times.push([Some(airlock), Some(bulk), Some(same), single]);
         }
-        let [batch, bulk, single] = best.map(per_second);
-        println!("fastest of {rounds} rounds, {N} intents each:");
-        println!("  airlock_flush_batch   {batch:>12.0} intents/s");
-        println!("  apalis_push_bulk      {bulk:>12.0} intents/s");
-        println!("  apalis_single_pushes  {single:>12.0} intents/s");
-        println!(
-            "  airlock batch / apalis bulk   {:.2}x\n  airlock batch / single pushes {:.2}x",
-            batch / bulk,
-            batch / single
-        );
+        summary(&times);
     });
 }

@@ -7,17 +7,29 @@
 //!   one SQLite transaction);
 //! * `apalis_push_bulk`: building 10k envelope jobs and the engine's own bulk push of them
 //!   (`TaskSink::push_all`);
-//! * `apalis_single_pushes`: 10k `TaskSink::push` calls, one per job.
+//! * `apalis_bulk_same_payload`: the engine's bulk push of the very envelopes
+//!   airlock writes for the same 10k intents (with their ULID `id` and
+//!   `origin`), encoded before the timing starts. airlock's row over this one
+//!   is airlock's own cost (enqueue, encoding, executor) with the payload size
+//!   taken out; `apalis_push_bulk`'s jobs are smaller than airlock's;
+//! * `apalis_single_pushes`: 10k `TaskSink::push` calls, one per job (skipped
+//!   when `AIRLOCK_BENCH_SKIP_SINGLE` is set: they take most of a round).
+//!
+//! Each round prints its times and same-run ratios; the summary gives the
+//! ratios of the fastest rounds and the spread of the per-round ratios.
 
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 
+use airlock::envelope::Envelope;
 use airlock::queue::apalis::prelude::{TaskBuilder, TaskSink};
 use airlock::queue::SqliteQueue;
 use airlock::Scope;
 
 const N: u64 = 10_000;
+/// Jobs of the untimed warm-up before the first round.
+const WARM_UP: u64 = 1_000;
 
 #[airlock::task]
 fn bump(value: u64) {
@@ -26,6 +38,30 @@ fn bump(value: u64) {
 
 fn envelope(i: u64) -> serde_json::Value {
     serde_json::json!({ "v": 1, "id": "", "task": "bump", "args": { "value": i } })
+}
+
+/// The envelopes airlock writes for the benchmark's 10k intents, as the JSON
+/// values the engine's storage takes, encoded outside any timing.
+fn airlock_payloads() -> Vec<serde_json::Value> {
+    let captured =
+        airlock::testing::capture(|| (0..N).try_for_each(|i| bump::enqueue(i).map(drop)));
+    captured.value.expect("the enqueues succeed");
+    captured
+        .intents
+        .iter()
+        .map(|intent| {
+            let id = ulid::Ulid::generate().to_string();
+            let bytes = Envelope::from_intent(intent, id)
+                .and_then(|envelope| envelope.to_json())
+                .expect("the envelope encodes");
+            let value: serde_json::Value =
+                serde_json::from_slice(&bytes).expect("the envelope is JSON");
+            // The storage's codec writes the value again: same fields, so the
+            // same size as what airlock pushes.
+            assert_eq!(serde_json::to_vec(&value).unwrap().len(), bytes.len());
+            value
+        })
+        .collect()
 }
 
 async fn fresh_queue(dir: &std::path::Path, name: &str) -> SqliteQueue {
@@ -51,6 +87,54 @@ fn report(label: &str, elapsed: Duration) {
     );
 }
 
+const LABELS: [&str; 4] = [
+    "airlock_flush_batch",
+    "apalis_push_bulk",
+    "apalis_bulk_same_payload",
+    "apalis_single_pushes",
+];
+
+/// One round's times, in `LABELS` order (`None`: skipped).
+type Round = [Option<Duration>; 4];
+
+/// Prints each variant's fastest round and airlock's rate over the bulk
+/// pushes' (above 1: airlock is faster): from the fastest rounds, and the
+/// median and range of the same-round ratios, which a busy machine disturbs
+/// less.
+fn summary(rounds: &[Round]) {
+    let fastest = |column: usize| rounds.iter().filter_map(|round| round[column]).min();
+    println!("fastest of {} rounds, {N} intents each:", rounds.len());
+    for (column, label) in LABELS.iter().enumerate() {
+        if let Some(elapsed) = fastest(column) {
+            println!(
+                "  {label:<26} {:>12.0} intents/s",
+                N as f64 / elapsed.as_secs_f64()
+            );
+        }
+    }
+    for (column, label) in [
+        (1, "apalis bulk"),
+        (2, "apalis bulk, same payload"),
+        (3, "single pushes"),
+    ] {
+        let (Some(airlock), Some(other)) = (fastest(0), fastest(column)) else {
+            continue;
+        };
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .filter_map(|round| Some(round[column]?.as_secs_f64() / round[0]?.as_secs_f64()))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "  airlock / {label:<26} {:>5.2}x fastest, {:.2}x median per round ({:.2}-{:.2})",
+            other.as_secs_f64() / airlock.as_secs_f64(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+        );
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test --benches`: nothing to time
@@ -58,8 +142,35 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let dir = std::env::temp_dir().join(format!("airlock-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let rounds = rounds(3);
+    let skip_single = std::env::var_os("AIRLOCK_BENCH_SKIP_SINGLE").is_some();
+    let mut times = Vec::new();
     runtime.block_on(async {
-        for round in 0..rounds(3) {
+        // Untimed, first: a small flush and a small bulk push, so the first
+        // timed round of neither side pays the process's cold start (the
+        // allocator's first pages, lazy statics) for the other. Without it
+        // the first round runs airlock cold and the bulk push warm.
+        let queue = fresh_queue(&dir, "warm-up.db").await;
+        Scope::new()
+            .executor(queue.clone())
+            .run_async(async {
+                for i in 0..WARM_UP {
+                    bump::enqueue(i)?;
+                }
+                Ok::<(), airlock::Error>(())
+            })
+            .await
+            .expect("the warm-up flush succeeds");
+        let tasks: Vec<_> = (0..WARM_UP)
+            .map(|i| TaskBuilder::new(envelope(i)).build())
+            .collect();
+        queue
+            .storage("warm-up")
+            .push_all(&mut futures_util::stream::iter(tasks))
+            .await
+            .expect("the warm-up bulk push");
+
+        for round in 0..rounds {
             let queue = fresh_queue(&dir, &format!("batch-{round}.db")).await;
             let start = Instant::now();
             Scope::new()
@@ -72,7 +183,8 @@ fn main() {
                 })
                 .await
                 .expect("the flush succeeds");
-            report("airlock_flush_batch", start.elapsed());
+            let airlock = start.elapsed();
+            report(LABELS[0], airlock);
 
             let queue = fresh_queue(&dir, &format!("bulk-{round}.db")).await;
             let mut storage = queue.storage("airlock");
@@ -86,17 +198,43 @@ fn main() {
                 .push_all(&mut futures_util::stream::iter(tasks))
                 .await
                 .expect("bulk push");
-            report("apalis_push_bulk", start.elapsed());
+            let bulk = start.elapsed();
+            report(LABELS[1], bulk);
 
-            let queue = fresh_queue(&dir, &format!("single-{round}.db")).await;
+            let payloads = airlock_payloads();
+            let queue = fresh_queue(&dir, &format!("same-{round}.db")).await;
             let mut storage = queue.storage("airlock");
             let start = Instant::now();
-            for i in 0..N {
-                storage.push(envelope(i)).await.expect("single push");
+            let tasks: Vec<_> = payloads
+                .into_iter()
+                .map(|payload| TaskBuilder::new(payload).build())
+                .collect();
+            storage
+                .push_all(&mut futures_util::stream::iter(tasks))
+                .await
+                .expect("bulk push");
+            let same = start.elapsed();
+            report(LABELS[2], same);
+
+            let mut single = None;
+            if !skip_single {
+                let queue = fresh_queue(&dir, &format!("single-{round}.db")).await;
+                let mut storage = queue.storage("airlock");
+                let start = Instant::now();
+                for i in 0..N {
+                    storage.push(envelope(i)).await.expect("single push");
+                }
+                single = Some(start.elapsed());
+                report(LABELS[3], start.elapsed());
             }
-            report("apalis_single_pushes", start.elapsed());
-            println!();
+            println!(
+                "airlock / bulk: {:.2}x   airlock / bulk same payload: {:.2}x\n",
+                bulk.as_secs_f64() / airlock.as_secs_f64(),
+                same.as_secs_f64() / airlock.as_secs_f64(),
+            );
+            times.push([Some(airlock), Some(bulk), Some(same), single]);
         }
     });
+    summary(&times);
     let _ = std::fs::remove_dir_all(&dir);
 }

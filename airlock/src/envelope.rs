@@ -11,6 +11,9 @@
 //! let captured = airlock::testing::capture(|| send_email::enqueue(7));
 //! let envelope = Envelope::from_intent(&captured.intents[0], "01JD0000000000000000000000")?;
 //! let bytes = envelope.to_json()?;
+//! // The same bytes, written straight from the intent (what the queues push):
+//! let direct = Envelope::encode_intent(&captured.intents[0], "01JD0000000000000000000000")?;
+//! assert_eq!(direct, bytes);
 //! // ... on a worker:
 //! let intent = Envelope::from_json(&bytes)?.into_intent()?;
 //! assert_eq!(intent.args::<send_email>().unwrap().user_id, 7);
@@ -18,6 +21,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::panic::Location;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -50,8 +54,15 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// How many task executions led to it (0: enqueued by ordinary code).
-    #[serde(default)]
+    ///
+    /// Left out of the JSON when 0, the common case: every reader, this
+    /// build's and the ones before it, reads a missing `cascade_depth` as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub cascade_depth: u32,
+}
+
+fn is_zero(depth: &u32) -> bool {
+    *depth == 0
 }
 
 /// [`DispatchOptions`] in wire form: durations and instants in milliseconds.
@@ -75,20 +86,58 @@ pub struct WireOptions {
     pub max_attempts: Option<u32>,
 }
 
+/// [`WireOptions`] borrowing the queue name from the intent, for
+/// [`Envelope::encode_intent`]: the same fields, written the same way.
+#[derive(Serialize)]
+struct WireOptionsRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+}
+
+impl<'a> WireOptionsRef<'a> {
+    /// The one place dispatch options become wire fields.
+    fn from_options(options: &'a DispatchOptions) -> Self {
+        WireOptionsRef {
+            delay_ms: options.delay.map(saturating_ms),
+            run_at_ms: options
+                .run_at
+                .map(|at| saturating_ms(at.duration_since(UNIX_EPOCH).unwrap_or_default())),
+            queue: options.queue.as_deref(),
+            priority: options.priority,
+            max_attempts: options.max_attempts,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.delay_ms.is_none()
+            && self.run_at_ms.is_none()
+            && self.queue.is_none()
+            && self.priority.is_none()
+            && self.max_attempts.is_none()
+    }
+}
+
 impl WireOptions {
     fn is_empty(&self) -> bool {
         self == &WireOptions::default()
     }
 
     fn from_options(options: &DispatchOptions) -> Self {
+        let wire = WireOptionsRef::from_options(options);
         WireOptions {
-            delay_ms: options.delay.map(saturating_ms),
-            run_at_ms: options
-                .run_at
-                .map(|at| saturating_ms(at.duration_since(UNIX_EPOCH).unwrap_or_default())),
-            queue: options.queue.as_ref().map(|q| q.to_string()),
-            priority: options.priority,
-            max_attempts: options.max_attempts,
+            delay_ms: wire.delay_ms,
+            run_at_ms: wire.run_at_ms,
+            queue: wire.queue.map(str::to_owned),
+            priority: wire.priority,
+            max_attempts: wire.max_attempts,
         }
     }
 
@@ -132,19 +181,83 @@ pub const MAX_ARGS_DEPTH: usize = 126;
 /// How many levels of arrays and objects `value` nests: 0 for a scalar, 1 for
 /// a flat object. Walks with an explicit stack, so no input can overflow the
 /// call stack.
-fn nesting_depth(value: &serde_json::Value) -> usize {
+///
+/// Runs for every intent a queue pushes, so it allocates nothing for the
+/// usual flat arguments: only nested arrays and objects wait on the stack,
+/// scalars are never pushed.
+fn nesting_depth<'v>(value: &'v serde_json::Value) -> usize {
+    use serde_json::Value;
+
+    fn nests(value: &&Value) -> bool {
+        matches!(value, Value::Array(_) | Value::Object(_))
+    }
+    if !nests(&value) {
+        return 0;
+    }
     let mut deepest = 0;
-    let mut pending = vec![(value, 0)];
-    while let Some((value, depth)) = pending.pop() {
-        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
-            serde_json::Value::Array(items) => Box::new(items.iter()),
-            serde_json::Value::Object(members) => Box::new(members.values()),
-            _ => continue,
-        };
+    // Containers still to visit, with how many containers enclose them.
+    let mut pending: Vec<(&'v Value, usize)> = Vec::new();
+    let mut next = Some((value, 0));
+    while let Some((value, depth)) = next.take().or_else(|| pending.pop()) {
         deepest = deepest.max(depth + 1);
-        pending.extend(children.map(|child| (child, depth + 1)));
+        let inner = |child: &'v Value| (child, depth + 1);
+        match value {
+            Value::Array(items) => pending.extend(items.iter().filter(nests).map(inner)),
+            Value::Object(members) => {
+                pending.extend(members.values().filter(nests).map(inner));
+            }
+            _ => {}
+        }
     }
     deepest
+}
+
+/// [`Error::Encode`] unless `args` nest at most [`MAX_ARGS_DEPTH`] levels.
+fn check_depth(intent: &Intent, args: &serde_json::Value) -> Result<(), Error> {
+    let depth = nesting_depth(args);
+    if depth > MAX_ARGS_DEPTH {
+        return Err(Error::Encode {
+            task: intent.task().name(),
+            source: serde::ser::Error::custom(format_args!(
+                "they nest {depth} levels deep, and a worker's JSON parser reads at most \
+                 {MAX_ARGS_DEPTH} inside the envelope: the job could never run"
+            )),
+        });
+    }
+    Ok(())
+}
+
+/// An envelope borrowing everything from its intent, for
+/// [`Envelope::encode_intent`]: the fields of [`Envelope`], in its order and
+/// with its rules for leaving one out, so both write the same bytes. The
+/// owned envelope's `id`, `task` and `origin` Strings are never built: the
+/// origin is written through `Display`.
+#[derive(Serialize)]
+struct WireEnvelope<'a> {
+    #[serde(rename = "v")]
+    version: u32,
+    id: &'a str,
+    task: &'a str,
+    args: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "WireOptionsRef::is_empty")]
+    options: WireOptionsRef<'a>,
+    #[serde(serialize_with = "display")]
+    origin: &'a Location<'static>,
+    #[serde(skip_serializing_if = "is_zero")]
+    cascade_depth: u32,
+}
+
+fn display<S: serde::Serializer>(
+    origin: &&Location<'static>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(origin)
+}
+
+fn write_failed(error: serde_json::Error) -> Error {
+    Error::Envelope {
+        reason: format!("cannot write the envelope: {error}"),
+    }
 }
 
 fn saturating_ms(duration: Duration) -> u64 {
@@ -159,16 +272,7 @@ impl Envelope {
     /// nest deeper than [`MAX_ARGS_DEPTH`] (a worker could not read them).
     pub fn from_intent(intent: &Intent, id: impl Into<String>) -> Result<Self, Error> {
         let args = intent.args_json()?;
-        let depth = nesting_depth(&args);
-        if depth > MAX_ARGS_DEPTH {
-            return Err(Error::Encode {
-                task: intent.task().name(),
-                source: serde::ser::Error::custom(format_args!(
-                    "they nest {depth} levels deep, and a worker's JSON parser reads at most \
-                     {MAX_ARGS_DEPTH} inside the envelope: the job could never run"
-                )),
-            });
-        }
+        check_depth(intent, &args)?;
         Ok(Envelope {
             version: ENVELOPE_VERSION,
             id: id.into(),
@@ -185,9 +289,38 @@ impl Envelope {
     /// # Errors
     /// [`Error::Envelope`] in the unlikely case the JSON writer fails.
     pub fn to_json(&self) -> Result<Vec<u8>, Error> {
-        serde_json::to_vec(self).map_err(|e| Error::Envelope {
-            reason: format!("cannot write the envelope: {e}"),
-        })
+        serde_json::to_vec(self).map_err(write_failed)
+    }
+
+    /// `intent`'s envelope with `id` as JSON bytes, written straight from the
+    /// intent: the bytes `Envelope::from_intent(intent, id)?.to_json()` gives,
+    /// without building the envelope in between. The queue executors push
+    /// these.
+    ///
+    /// # Errors
+    /// As [`from_intent`](Self::from_intent): [`Error::Encode`] if an argument
+    /// fails to serialize or the arguments nest deeper than
+    /// [`MAX_ARGS_DEPTH`]; [`Error::Envelope`] in the unlikely case the JSON
+    /// writer fails.
+    pub fn encode_intent(intent: &Intent, id: &str) -> Result<Vec<u8>, Error> {
+        let args = intent.args_json()?;
+        check_depth(intent, &args)?;
+        let origin = intent.origin();
+        let envelope = WireEnvelope {
+            version: ENVELOPE_VERSION,
+            id,
+            task: intent.name(),
+            args: &args,
+            options: WireOptionsRef::from_options(intent.options()),
+            origin,
+            cascade_depth: intent.cascade_depth(),
+        };
+        // Room for the fixed keys, the strings and typical small arguments and
+        // options, so the buffer rarely grows while being written.
+        let mut bytes =
+            Vec::with_capacity(192 + id.len() + envelope.task.len() + origin.file().len());
+        serde_json::to_writer(&mut bytes, &envelope).map_err(write_failed)?;
+        Ok(bytes)
     }
 
     /// Reads an envelope, checking its version before anything else.

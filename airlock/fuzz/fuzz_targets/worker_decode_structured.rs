@@ -486,9 +486,16 @@ fuzz_target!(|case: Case| {
     let intent = case.job.intent(&case.options);
     // An i128 outside the 64-bit range has no JSON number: the producer
     // refuses it when encoding, and there is nothing for a worker to read.
+    let pushed = Envelope::encode_intent(&intent, REENCODE_ID);
     let Ok(mut envelope) = Envelope::from_intent(&intent, REENCODE_ID) else {
+        assert!(pushed.is_err(), "the queues' encoding accepted what the envelope refused");
         return;
     };
+    // What a queue pushes for the intent: the envelope's own JSON.
+    assert_eq!(
+        pushed.expect("the queues' encoding refused what the envelope accepted"),
+        envelope.to_json().expect("an envelope serializes"),
+    );
     envelope.cascade_depth = case.cascade_depth;
     let mut value = serde_json::to_value(&envelope).expect("an envelope serializes");
     let mut raws = Vec::new();

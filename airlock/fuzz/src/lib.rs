@@ -286,6 +286,14 @@ fn check_reencodes(intent: &Intent) {
     let envelope =
         Envelope::from_intent(intent, REENCODE_ID).expect("a decoded intent must re-encode");
     let bytes = envelope.to_json().expect("an envelope must serialize");
+    // The queues write the envelope straight from the intent: the same bytes.
+    let pushed = Envelope::encode_intent(intent, REENCODE_ID)
+        .expect("a decoded intent must encode for a queue");
+    assert_eq!(
+        String::from_utf8_lossy(&pushed),
+        String::from_utf8_lossy(&bytes),
+        "the queues' encoding differs from the envelope's"
+    );
     let again = airlock::worker::decode_job(&bytes).unwrap_or_else(|abort| {
         panic!(
             "a re-encoded envelope must decode: {abort}\n{}",

@@ -140,7 +140,9 @@ pub(crate) fn tasks_by_queue(intents: &[Intent]) -> Result<Vec<QueueBatch<'_>>, 
 /// attempts, priority and schedule from the intent's options.
 pub(crate) fn to_task(intent: &Intent) -> Result<Task<Vec<u8>>, Error> {
     let id = ulid::Ulid::generate();
-    let payload = Envelope::from_intent(intent, id.to_string())?.to_json()?;
+    // Straight to bytes: no owned envelope, and the id's text on the stack.
+    let mut id_text = [0; ulid::ULID_LEN];
+    let payload = Envelope::encode_intent(intent, id.array_to_str(&mut id_text))?;
     let options = intent.options();
     let mut builder = TaskBuilder::new(payload)
         .task_id(TaskId::from_ulid(id))
