@@ -109,7 +109,7 @@ async fn each_row_holds_its_intents_envelope_under_the_rows_own_id() {
         .unwrap();
     let report = scope.flush_async().await.unwrap();
     let origins: Vec<_> = report
-        .records
+        .records()
         .iter()
         .map(|r| r.origin.to_string())
         .collect();
