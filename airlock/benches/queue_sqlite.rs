@@ -20,119 +20,21 @@
 
 #![allow(missing_docs)]
 
-use std::time::{Duration, Instant};
+mod queue_common;
 
-use airlock::envelope::Envelope;
+use queue_common::{airlock_payloads, bump, envelope, report, rounds, summary, LABELS, N, WARM_UP};
+
+use std::time::Instant;
+
 use airlock::queue::apalis::prelude::{TaskBuilder, TaskSink};
 use airlock::queue::SqliteQueue;
 use airlock::Scope;
-
-const N: u64 = 10_000;
-/// Jobs of the untimed warm-up before the first round.
-const WARM_UP: u64 = 1_000;
-
-#[airlock::task]
-fn bump(value: u64) {
-    std::hint::black_box(value);
-}
-
-fn envelope(i: u64) -> serde_json::Value {
-    serde_json::json!({ "v": 1, "id": "", "task": "bump", "args": { "value": i } })
-}
-
-/// The envelopes airlock writes for the benchmark's 10k intents, as the JSON
-/// values the engine's storage takes, encoded outside any timing.
-fn airlock_payloads() -> Vec<serde_json::Value> {
-    let captured =
-        airlock::testing::capture(|| (0..N).try_for_each(|i| bump::enqueue(i).map(drop)));
-    captured.value.expect("the enqueues succeed");
-    captured
-        .intents
-        .iter()
-        .map(|intent| {
-            let id = ulid::Ulid::generate().to_string();
-            let bytes = Envelope::from_intent(intent, id)
-                .and_then(|envelope| envelope.to_json())
-                .expect("the envelope encodes");
-            let value: serde_json::Value =
-                serde_json::from_slice(&bytes).expect("the envelope is JSON");
-            // The storage's codec writes the value again: same fields, so the
-            // same size as what airlock pushes.
-            assert_eq!(serde_json::to_vec(&value).unwrap().len(), bytes.len());
-            value
-        })
-        .collect()
-}
 
 async fn fresh_queue(dir: &std::path::Path, name: &str) -> SqliteQueue {
     let url = format!("sqlite://{}?mode=rwc", dir.join(name).display());
     SqliteQueue::connect(&url)
         .await
         .expect("the queue database opens")
-}
-
-/// Rounds to run: `AIRLOCK_BENCH_ROUNDS`, or `default` (CI runs one).
-fn rounds(default: usize) -> usize {
-    std::env::var("AIRLOCK_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn report(label: &str, elapsed: Duration) {
-    let per_second = N as f64 / elapsed.as_secs_f64();
-    println!(
-        "{label:<24} {:>10.1} ms  {per_second:>12.0} intents/s",
-        elapsed.as_secs_f64() * 1e3
-    );
-}
-
-const LABELS: [&str; 4] = [
-    "airlock_flush_batch",
-    "apalis_push_bulk",
-    "apalis_bulk_same_payload",
-    "apalis_single_pushes",
-];
-
-/// One round's times, in `LABELS` order (`None`: skipped).
-type Round = [Option<Duration>; 4];
-
-/// Prints each variant's fastest round and airlock's rate over the bulk
-/// pushes' (above 1: airlock is faster): from the fastest rounds, and the
-/// median and range of the same-round ratios, which a busy machine disturbs
-/// less.
-fn summary(rounds: &[Round]) {
-    let fastest = |column: usize| rounds.iter().filter_map(|round| round[column]).min();
-    println!("fastest of {} rounds, {N} intents each:", rounds.len());
-    for (column, label) in LABELS.iter().enumerate() {
-        if let Some(elapsed) = fastest(column) {
-            println!(
-                "  {label:<26} {:>12.0} intents/s",
-                N as f64 / elapsed.as_secs_f64()
-            );
-        }
-    }
-    for (column, label) in [
-        (1, "apalis bulk"),
-        (2, "apalis bulk, same payload"),
-        (3, "single pushes"),
-    ] {
-        let (Some(airlock), Some(other)) = (fastest(0), fastest(column)) else {
-            continue;
-        };
-        let mut ratios: Vec<f64> = rounds
-            .iter()
-            .filter_map(|round| Some(round[column]?.as_secs_f64() / round[0]?.as_secs_f64()))
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        println!(
-            "  airlock / {label:<26} {:>5.2}x fastest, {:.2}x median per round ({:.2}-{:.2})",
-            other.as_secs_f64() / airlock.as_secs_f64(),
-            ratios[ratios.len() / 2],
-            ratios[0],
-            ratios[ratios.len() - 1],
-        );
-    }
 }
 
 fn main() {
@@ -201,7 +103,7 @@ fn main() {
             let bulk = start.elapsed();
             report(LABELS[1], bulk);
 
-            let payloads = airlock_payloads();
+            let payloads = airlock_payloads(None);
             let queue = fresh_queue(&dir, &format!("same-{round}.db")).await;
             let mut storage = queue.storage("airlock");
             let start = Instant::now();
