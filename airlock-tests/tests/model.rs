@@ -619,6 +619,11 @@ impl Policy for DropValue {
     fn allows(&self, intent: &Intent) -> bool {
         value_of(intent) != Some(self.0)
     }
+    // Filter-only: intents under it take the lock-free enqueue path, while
+    // `PanicOn` (default `true`) keeps the checked path in the programs too.
+    fn checks_enqueue(&self) -> bool {
+        false
+    }
 }
 
 /// Panics at flush on intents carrying this value.

@@ -23,15 +23,6 @@ impl Buffer {
         Buffer { intents, policed }
     }
 
-    /// A buffer holding `intents`, none of which carries a policy chain.
-    pub(crate) fn unpoliced(intents: Vec<Intent>) -> Self {
-        debug_assert!(intents.iter().all(|i| i.chain.is_none()));
-        Buffer {
-            intents,
-            policed: false,
-        }
-    }
-
     pub(crate) fn push(&mut self, intent: Intent) {
         if self.intents.capacity() == 0 {
             self.intents = spare();
@@ -61,6 +52,11 @@ impl Buffer {
             }
             _ => self.intents.append(&mut other.intents),
         }
+    }
+
+    /// Whether the buffer holds no intent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.intents.is_empty()
     }
 
     /// Empties the buffer, handing over what it held.

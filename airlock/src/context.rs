@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::buffer::{self, Buffer};
+use crate::buffer::Buffer;
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::intent::{Intent, IntentId};
@@ -68,8 +68,8 @@ struct Entry {
     /// which buffers in `pending`.
     owned: bool,
     /// Intents enqueued through this entry and not yet in the scope's shared
-    /// buffer. They never carry a policy chain (those take the locked path).
-    pending: Vec<Intent>,
+    /// buffer.
+    pending: Buffer,
 }
 
 impl Entry {
@@ -112,7 +112,7 @@ impl Stack {
             frame,
             lazy,
             owned,
-            pending: Vec::new(),
+            pending: Buffer::default(),
         });
         id
     }
@@ -198,7 +198,7 @@ impl Entry {
             return;
         }
         if let Some(scope) = self.frame.scope.as_ref() {
-            scope.publish(Buffer::unpoliced(std::mem::take(&mut self.pending)));
+            scope.publish(self.pending.take());
         }
     }
 }
@@ -219,7 +219,7 @@ pub(crate) fn publish_pending(scope: &Arc<ScopeCore>) {
                         .is_some_and(|s| Arc::ptr_eq(s, scope))
                 })
                 .filter(|e| !e.pending.is_empty())
-                .map(|e| Buffer::unpoliced(std::mem::take(&mut e.pending)))
+                .map(|e| e.pending.take())
                 .collect()
         })
         .unwrap_or_default();
@@ -307,15 +307,17 @@ pub(crate) enum Target {
     Pushed(IntentId),
     /// The current scope has ended.
     Closed(Error),
-    /// Policies are in force (or trace logging is on): they must see the
-    /// intent before it is buffered, and policy (or subscriber) code may touch
-    /// this stack, so the caller finishes with the stack released.
+    /// A policy in force checks intents at enqueue (or trace logging is on):
+    /// it must see the intent before it is buffered, and policy (or
+    /// subscriber) code may touch this stack, so the caller finishes with the
+    /// stack released.
     Deferred(Arc<ScopeCore>),
 }
 
 /// Takes the intent in `slot` into the current scope: fills in what it
 /// inherits from the scope (scope id, policy chain, cascade depth) and, in the
-/// common case of no policy and no trace logging, buffers it without leaving
+/// common case of no enqueue-time policy check and no trace logging (policies
+/// that only filter at flush are fine), buffers it without leaving
 /// the borrow (no reference count bumped, one thread-local access per
 /// enqueue). Unless it was buffered, the intent is left in `slot` (its
 /// arguments are dropped by the caller, outside the stack's borrow); passing
@@ -341,16 +343,15 @@ pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
         intent.scope = Some(scope.info.id);
         intent.cascade_depth = scope.cascade_depth;
         // `level_enabled!` reads only the global maximum level, no subscriber code.
-        if frame.chain.is_some() || tracing::level_enabled!(tracing::Level::TRACE) {
+        if frame.chain.as_ref().is_some_and(|c| c.checks_enqueue)
+            || tracing::level_enabled!(tracing::Level::TRACE)
+        {
             return Target::Deferred(Arc::clone(scope));
         }
         let id = intent.id();
         // The owner's frame: the scope stays open while it is pushed, but a
         // leaked guard (`mem::forget`) can outlive that, so ask.
         if entry.owned && scope.phase() == ScopePhase::Open {
-            if entry.pending.capacity() == 0 {
-                entry.pending = buffer::spare();
-            }
             entry.pending.push(slot.take().expect("checked above"));
             return Target::Pushed(id);
         }

@@ -12,7 +12,11 @@ use crate::task::TaskDef;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 
-impl Policy for AllowAll {}
+impl Policy for AllowAll {
+    fn checks_enqueue(&self) -> bool {
+        false
+    }
+}
 
 /// Buffers everything and dispatches nothing: a dry run. The scope still lists
 /// what it would have dispatched.
@@ -21,6 +25,10 @@ pub struct DropAll;
 
 impl Policy for DropAll {
     fn allows(&self, _: &Intent) -> bool {
+        false
+    }
+
+    fn checks_enqueue(&self) -> bool {
         false
     }
 }
@@ -151,6 +159,10 @@ impl Policy for BlockTasks {
         let names: Vec<&str> = self.names.iter().copied().collect();
         format!("BlockTasks({})", names.join(", "))
     }
+
+    fn checks_enqueue(&self) -> bool {
+        self.at_enqueue
+    }
 }
 
 /// Logs every intent that reaches flush (at `INFO`, target `airlock::flush`)
@@ -168,5 +180,9 @@ impl Policy for LogOnFlush {
             "flushing intent"
         );
         true
+    }
+
+    fn checks_enqueue(&self) -> bool {
+        false
     }
 }

@@ -28,6 +28,9 @@ pub(crate) struct PolicyLink {
     /// `policy.name()`, computed once: reports name the policy per intent.
     pub(crate) name: Arc<str>,
     pub(crate) source: PolicySource,
+    /// Whether this link or one further out checks intents at enqueue
+    /// ([`Policy::checks_enqueue`]); if none does, enqueue calls no policy.
+    pub(crate) checks_enqueue: bool,
     next: Option<Arc<PolicyLink>>,
 }
 
@@ -44,6 +47,8 @@ impl PolicyLink {
                 policy: Arc::clone(policy),
                 name: policy.name().into(),
                 source: source.clone(),
+                checks_enqueue: policy.checks_enqueue()
+                    || next.as_ref().is_some_and(|n| n.checks_enqueue),
                 next,
             }))
         })
@@ -67,10 +72,14 @@ impl PolicyLink {
         start: Option<&Arc<PolicyLink>>,
         intent: &Intent,
     ) -> Result<(), PolicyViolation> {
-        if start.is_none() {
+        if !start.is_some_and(|link| link.checks_enqueue) {
             return Ok(());
         }
-        in_policy(|| Self::iter(start).try_for_each(|link| link.policy.on_enqueue(intent)))
+        in_policy(|| {
+            Self::iter(start)
+                .filter(|link| link.policy.checks_enqueue())
+                .try_for_each(|link| link.policy.on_enqueue(intent))
+        })
     }
 
     /// The first link whose `allows` refuses the intent, innermost first.

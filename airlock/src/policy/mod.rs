@@ -81,6 +81,18 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
     fn name(&self) -> String {
         format!("{self:?}")
     }
+
+    /// Whether [`on_enqueue`](Self::on_enqueue) can reject or observe
+    /// anything. The default is `true`; a policy that only filters at flush
+    /// (it keeps the default `on_enqueue`) may return `false`, and intents
+    /// enqueued under it are then buffered without the enqueue-time call, on
+    /// the same lock-free path as intents under no policy at all.
+    ///
+    /// Returning `false` while overriding `on_enqueue` means that override is
+    /// never called.
+    fn checks_enqueue(&self) -> bool {
+        true
+    }
 }
 
 /// Builds the [`PolicyViolation`] a policy returns from `on_enqueue`.
@@ -107,6 +119,9 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     fn name(&self) -> String {
         (**self).name()
     }
+    fn checks_enqueue(&self) -> bool {
+        (**self).checks_enqueue()
+    }
 }
 
 impl<P: Policy + ?Sized> Policy for Box<P> {
@@ -118,6 +133,9 @@ impl<P: Policy + ?Sized> Policy for Box<P> {
     }
     fn name(&self) -> String {
         (**self).name()
+    }
+    fn checks_enqueue(&self) -> bool {
+        (**self).checks_enqueue()
     }
 }
 
@@ -170,5 +188,8 @@ impl Policy for Policies {
     fn name(&self) -> String {
         let names: Vec<String> = self.0.iter().map(|p| p.name()).collect();
         format!("[{}]", names.join(", "))
+    }
+    fn checks_enqueue(&self) -> bool {
+        self.0.iter().any(|p| p.checks_enqueue())
     }
 }
