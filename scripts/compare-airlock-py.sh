@@ -64,13 +64,13 @@ fi
 # Build first, so compiling never overlaps a measurement; then run the two
 # sides one after the other (never concurrently: 2 cores).
 echo "compare-airlock-py: building the Rust bench (release)" >&2
-cargo bench -q -p airlock --all-features --bench in_process_table --no-run
+cargo bench -q -p airlock --all-features --bench in_process_table --bench in_process_memory --no-run
 
 load="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 echo "compare-airlock-py: running airlock-py's side" >&2
 "$work/venv/bin/python" scripts/airlock_py_bench.py ${quick:+--quick} >"$work/py.tsv"
 echo "compare-airlock-py: running airlock's side" >&2
-AIRLOCK_BENCH_FORMAT=tsv cargo bench -q -p airlock --all-features --bench in_process_table >"$work/rust.tsv"
+AIRLOCK_BENCH_FORMAT=tsv cargo bench -q -p airlock --all-features --bench in_process_table --bench in_process_memory >"$work/rust.tsv"
 
 title="## airlock (Rust, $(git rev-parse --short HEAD 2>/dev/null || echo 'no git'), $(rustc --version | cut -d' ' -f1-2)) vs airlock-py${quick:+ (--quick)}"
 "$python" scripts/join_bench_tables.py "$work/rust.tsv" "$work/py.tsv" \

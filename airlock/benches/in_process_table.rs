@@ -1,8 +1,11 @@
 //! The in-process suite as one quick table: ns per intent for airlock and, in
 //! the same run, for the floor (a `Vec<Box<dyn FnOnce()>>` pushed then called)
-//! and for direct calls; plus bytes allocated per buffered intent.
+//! and for direct calls; plus the async scope's overhead per poll.
 //!
-//! Run: `cargo bench -p airlock --bench in_process_table`
+//! Run: `cargo bench -p airlock --bench in_process_table --bench in_process_memory`
+//! (the second prints bytes per buffered intent; it is a binary of its own
+//! because counting allocations slows every allocation, which would flatter
+//! the ratios here by adding the same cost to airlock and the floor).
 //! (`AIRLOCK_BENCH_ROUNDS=N` repeats each measurement N times and keeps the
 //! fastest; the default is 5). `AIRLOCK_BENCH_FORMAT=tsv` prints tab-separated
 //! `workload airlock_ns floor_ns direct_ns` rows under stable workload ids
@@ -14,7 +17,6 @@
 
 #![allow(missing_docs)]
 
-use std::alloc::System;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -23,16 +25,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use airlock::{BlockTasks, DropAll, Scope};
-use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-
-// Counts bytes requested from the allocator, to measure memory per intent
-// (a vetted wrapper: this workspace forbids `unsafe` in its own code).
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn allocated() -> usize {
-    GLOBAL.stats().bytes_allocated
-}
 
 static SINK: AtomicU64 = AtomicU64::new(0);
 
@@ -197,31 +189,6 @@ async fn yield_times(polls: u64) {
     .await;
 }
 
-fn bytes_per_buffered_intent(n: u64) -> f64 {
-    let active = Scope::new().start();
-    let before = allocated();
-    active.in_scope(|| {
-        for i in 0..n {
-            bump::enqueue(black_box(i)).expect("inside a scope");
-        }
-    });
-    let after = allocated();
-    drop(active.into_intents());
-    (after - before) as f64 / n as f64
-}
-
-fn bytes_per_boxed_closure(n: u64) -> f64 {
-    let before = allocated();
-    let mut buffer: Vec<Box<dyn FnOnce()>> = Vec::new();
-    for i in 0..n {
-        let value = black_box(i);
-        buffer.push(Box::new(move || bump(value)));
-    }
-    let after = allocated();
-    drop(black_box(buffer));
-    (after - before) as f64 / n as f64
-}
-
 /// Whether to print machine-readable rows (see the module docs).
 fn tsv() -> bool {
     std::env::var("AIRLOCK_BENCH_FORMAT").is_ok_and(|v| v == "tsv")
@@ -318,29 +285,19 @@ fn main() {
         }))
         .expect("flush succeeds");
     });
-    summary(
-        scoped,
-        plain,
-        bytes_per_buffered_intent(100_000),
-        bytes_per_boxed_closure(100_000),
-    );
+    summary(scoped, plain);
 }
 
-/// The two figures that are not ns per intent. In TSV they are rows too: the
-/// async one as ns per poll (scoped in the airlock column, plain in the floor
-/// column), the memory one in bytes (the `_bytes` suffix says so).
-fn summary(scoped: f64, plain: f64, bytes: f64, floor_bytes: f64) {
+/// The figure that is not ns per intent. In TSV it is a row too, ns per poll:
+/// scoped in the airlock column, plain in the floor column.
+fn summary(scoped: f64, plain: f64) {
     if tsv() {
         println!("async_per_poll\t{scoped:.2}\t{plain:.2}\t");
-        println!("memory_per_intent_bytes\t{bytes:.1}\t{floor_bytes:.1}\t");
         return;
     }
     println!();
     println!(
         "async scope overhead per poll: {:.1} ns ({scoped:.1} ns scoped vs {plain:.1} ns plain)",
         scoped - plain
-    );
-    println!(
-        "memory per buffered intent: {bytes:.1} bytes allocated (floor: {floor_bytes:.1} bytes per boxed closure)"
     );
 }
