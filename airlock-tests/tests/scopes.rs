@@ -787,6 +787,66 @@ fn a_handle_on_another_thread_interleaves_by_enqueue_order() -> airlock::Result<
     Ok(())
 }
 
+/// A future that is pending once (waking itself), then ready.
+fn yield_once() -> impl std::future::Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+}
+
+/// Polls `future` once on this thread.
+fn poll_once<F: std::future::Future + ?Sized>(
+    future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+#[test]
+fn a_scoped_future_moved_to_a_thread_with_lower_ids_keeps_enqueue_order() {
+    let t = tag("moved");
+    // A second thread creates an intent first, so its ids come from an
+    // earlier, lower block than this thread's.
+    let (to_second, received) = mpsc::channel::<
+        std::pin::Pin<Box<dyn std::future::Future<Output = airlock::Result<()>> + Send>>,
+    >();
+    let (ready, second_ready) = mpsc::channel();
+    let warm = tag("moved-warm-up");
+    let second = std::thread::spawn(move || {
+        airlock::scope(|| record::enqueue(warm, 0).map(drop)).unwrap();
+        ready.send(()).unwrap();
+        let mut future = received.recv().unwrap();
+        loop {
+            if let std::task::Poll::Ready(result) = poll_once(future.as_mut()) {
+                return result;
+            }
+        }
+    });
+    second_ready.recv().unwrap();
+
+    let (t1, t2) = (t.clone(), t.clone());
+    let mut future: std::pin::Pin<
+        Box<dyn std::future::Future<Output = airlock::Result<()>> + Send>,
+    > = Box::pin(airlock::scope_async(async move {
+        // First poll, here: a nested scope's intent, captured at once.
+        airlock::scope_async(async move { record::enqueue(t1, 1).map(drop) }).await?;
+        yield_once().await;
+        // Second poll, on the other thread, whose own ids are lower.
+        record::enqueue(t2, 2)?;
+        Ok(())
+    }));
+    assert!(poll_once(future.as_mut()).is_pending());
+    to_second.send(future).unwrap();
+    second.join().unwrap().unwrap();
+    assert_eq!(runs(&t), ["record(1)", "record(2)"]);
+}
+
 #[test]
 fn a_leaked_enter_guard_loses_nothing_and_refuses_after_the_end() -> airlock::Result<()> {
     let t = tag("leaked-guard");

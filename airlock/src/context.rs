@@ -121,13 +121,17 @@ impl Stack {
     /// order (one was moved or leaked), in which case exactly that entry goes so
     /// the others stay correct.
     fn remove(&mut self, id: u64) -> Option<Entry> {
-        match self.entries.last() {
+        let entry = match self.entries.last() {
             Some(top) if top.id == id => self.entries.pop(),
             _ => {
                 let pos = self.entries.iter().rposition(|e| e.id == id)?;
                 Some(self.entries.remove(pos))
             }
+        }?;
+        if let (true, Some(scope)) = (entry.owned, &entry.frame.scope) {
+            scope.owner_left();
         }
+        Some(entry)
     }
 }
 
@@ -348,10 +352,11 @@ pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
         {
             return Target::Deferred(Arc::clone(scope));
         }
-        let id = intent.id();
         // The owner's frame: the scope stays open while it is pushed, but a
         // leaked guard (`mem::forget`) can outlive that, so ask.
         if entry.owned && scope.phase() == ScopePhase::Open {
+            scope.order(intent);
+            let id = intent.id();
             entry.pending.push(slot.take().expect("checked above"));
             return Target::Pushed(id);
         }

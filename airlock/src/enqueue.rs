@@ -40,12 +40,13 @@ pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
         tracing::debug!(target: "airlock::policy", %violation, "intent rejected at enqueue");
         return Err(violation.into());
     }
+    let id = scope.push(intent)?;
     tracing::trace!(
         target: "airlock::enqueue",
-        task = intent.name(),
-        id = intent.id().get(),
+        task = name,
+        id = id.get(),
         scope = %scope.info,
         "intent enqueued"
     );
-    scope.push(intent)
+    Ok(id)
 }

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::Location;
@@ -15,14 +16,64 @@ use crate::policy::Policy;
 use crate::scope::ScopeId;
 use crate::task::{ErasedArgs, Task, TaskDef};
 
-/// A process-unique, increasing identifier of an intent (FIFO order within a thread).
+/// A process-unique identifier of an intent. Within a scope, ids increase in
+/// enqueue order, on whichever threads the intents were enqueued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IntentId(u64);
 
+// Ids come from per-thread blocks of one process-wide counter, so creating an
+// intent takes no atomic operation (one per `ID_BLOCK` ids). Blocks make ids
+// increase per thread, not across threads; the scope restores enqueue order
+// where threads meet (see `ScopeCore::order` and `ScopeCore::try_push`).
+
+/// How many ids a thread takes from the process-wide counter at a time.
+const ID_BLOCK: u64 = 1024;
+
+/// Every id handed out so far, or in a block claimed so far, is below it.
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's block: the next id to hand out and the end of the block.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// The bound below every id created on this thread so far.
+pub(crate) fn id_clock() -> u64 {
+    IDS.try_with(|ids| ids.get().0).unwrap_or(0)
+}
+
 impl IntentId {
+    /// The next id of this thread's block.
     fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        IntentId(NEXT.fetch_add(1, Ordering::Relaxed))
+        let id = IDS
+            .try_with(|ids| {
+                let (next, end) = ids.get();
+                if next < end {
+                    ids.set((next + 1, end));
+                    next
+                } else {
+                    let start = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+                    ids.set((start + 1, start + ID_BLOCK));
+                    start
+                }
+            })
+            // The thread-local is gone (thread teardown).
+            .unwrap_or_else(|_| NEXT_BLOCK.fetch_add(1, Ordering::Relaxed));
+        IntentId(id)
+    }
+
+    /// The next id of this thread, first moving this thread to a new block if
+    /// its ids are below `clock` (a bound read from [`id_clock`] anywhere;
+    /// `u64::MAX` for "above every id handed out so far, on any thread").
+    fn at_least(clock: u64) -> Self {
+        let _ = IDS.try_with(|ids| {
+            if ids.get().0 < clock {
+                // A new block starts above every claimed one, so above `clock`.
+                let start = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+                ids.set((start, start + ID_BLOCK));
+            }
+        });
+        Self::next()
     }
 
     /// The numeric value.
@@ -104,9 +155,22 @@ impl Intent {
         }
     }
 
-    /// The intent's process-unique id.
+    /// The intent's process-unique id. Enqueueing may renumber the intent,
+    /// to keep ids in enqueue order within its scope: the id `enqueue`
+    /// returns is the one it is buffered, reported and dispatched under.
     pub fn id(&self) -> IntentId {
         self.id
+    }
+
+    /// Gives the intent a new id, at least `clock` (a bound from [`id_clock`]).
+    pub(crate) fn renumber_at_least(&mut self, clock: u64) {
+        self.id = IntentId::at_least(clock);
+    }
+
+    /// Gives the intent a new id, above every id handed out so far on any
+    /// thread; later ones of this thread come after it.
+    pub(crate) fn renumber_above_all(&mut self) {
+        self.id = IntentId::at_least(u64::MAX);
     }
 
     /// The task's registered name.

@@ -1,6 +1,6 @@
 //! The shared state of one scope: its settings, its parent, and its buffer.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::buffer::Buffer;
@@ -9,7 +9,7 @@ use crate::context;
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::flush::Ledger;
-use crate::intent::{Intent, IntentId};
+use crate::intent::{self, Intent, IntentId};
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::scope::active::is_inspecting;
 use crate::scope::{
@@ -31,6 +31,10 @@ pub(crate) struct ScopeCore {
     state: Mutex<ScopeState>,
     // A copy of `state.phase`, readable without the lock.
     phase: AtomicU8,
+    /// The highest [`intent::id_clock`] of a thread when it left this scope:
+    /// a thread entering the scope hands out ids above it (see
+    /// [`ScopeCore::entered`]).
+    id_clock: AtomicU64,
 }
 
 pub(crate) struct ScopeState {
@@ -105,6 +109,7 @@ impl ScopeCore {
             cascade_depth,
             durability: settings.durability,
             phase: AtomicU8::new(ScopePhase::Open as u8),
+            id_clock: AtomicU64::new(0),
             state: Mutex::new(ScopeState {
                 phase: ScopePhase::Open,
                 buffer: Buffer::default(),
@@ -126,6 +131,30 @@ impl ScopeCore {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Renumbers `intent`, about to join this scope from its owner's frame,
+    /// if its id is below one the scope already holds (another thread
+    /// enqueued in the meantime, or the owner is an async task that moved
+    /// here from a thread further ahead), so ids stay in enqueue order.
+    #[inline]
+    pub(crate) fn order(&self, intent: &mut Intent) {
+        let clock = self.id_clock.load(Ordering::Relaxed);
+        if intent.id().get() < clock {
+            intent.renumber_at_least(clock);
+        }
+    }
+
+    /// Called as the owner's frame is popped on this thread (the end of a
+    /// poll of a scoped future, say): the task may next be polled on a
+    /// thread whose ids are lower, and [`order`](Self::order) must then know
+    /// how far this thread's have gone, nested scopes' included.
+    pub(crate) fn owner_left(&self) {
+        let clock = intent::id_clock();
+        // Usually nothing new was created since the last time: no atomic write.
+        if clock > self.id_clock.load(Ordering::Relaxed) {
+            self.id_clock.fetch_max(clock, Ordering::Relaxed);
+        }
     }
 
     /// The scope's phase, without taking the lock.
@@ -169,7 +198,15 @@ impl ScopeCore {
         if state.phase != ScopePhase::Open {
             return Err((state.phase, intent));
         }
+        // This path serves other threads (handles), `with_policy` blocks and
+        // the checked enqueue; the owner's frame may be buffering intents
+        // with lower ids meanwhile. An id above all comes after them; the
+        // clock makes the owner's next ones come after it (see `order`), and
+        // this thread's next ones do anyway (it moved to a new block).
+        let mut intent = intent;
+        intent.renumber_above_all();
         let id = intent.id();
+        self.id_clock.fetch_max(id.get() + 1, Ordering::Relaxed);
         state.buffer.push(intent);
         Ok(id)
     }
