@@ -6,7 +6,8 @@
 //! policy between where it was enqueued and the outermost scope:
 //!
 //! * at enqueue, `on_enqueue` of each of them, innermost first: any `Err` rejects
-//!   the intent, which is then not buffered;
+//!   the intent, which is then not buffered (a policy that only filters says
+//!   so with [`Policy::checks_enqueue`], and enqueue then skips it);
 //! * at flush, `allows` of each of them, innermost first: the first `false` drops
 //!   the intent, and the scope's report names that policy.
 //!
