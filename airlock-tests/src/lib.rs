@@ -50,12 +50,13 @@ pub fn record(tag: String, value: u64) {
 /// Records `value` under `tag`, asynchronously.
 #[airlock::task]
 pub async fn record_async(tag: String, value: u64) {
-    tokio_yield().await;
+    yield_once().await;
     record_run(&tag, format!("record_async({value})"));
 }
 
-/// A future that is pending once, so async tasks really suspend.
-async fn tokio_yield() {
+/// Pending exactly once (waking itself), so the caller really suspends and a
+/// multi-threaded runtime may resume it on another worker.
+pub async fn yield_once() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {
@@ -138,7 +139,7 @@ pub async fn notify_warehouse(order_id: u64, lines: Vec<Line>) -> Result<(), Boo
 /// Always panics (after recording that it ran), asynchronously.
 #[airlock::task]
 pub async fn panics_async(tag: String) {
-    tokio_yield().await;
+    yield_once().await;
     record_run(&tag, "panics_async");
     panic!("async task panicked on purpose");
 }

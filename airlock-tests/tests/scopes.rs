@@ -9,7 +9,7 @@ use airlock::{
     AlwaysFlush, BlockTasks, DiscardReason, DropAll, Error, Fate, FlushReport, Intent, Outcome,
     PolicySource, Scope, ScopeBehavior, ScopeHandle, ScopeInfo, ScopePhase,
 };
-use airlock_tests::{cascade, record, runs, tag};
+use airlock_tests::{cascade, record, runs, tag, yield_once};
 
 fn fail_on_purpose() -> Error {
     Error::State("the body failed on purpose".into())
@@ -785,20 +785,6 @@ fn a_handle_on_another_thread_interleaves_by_enqueue_order() -> airlock::Result<
     scope.flush()?;
     assert_eq!(runs(&t), ["record(1)", "record(2)", "record(3)"]);
     Ok(())
-}
-
-/// A future that is pending once (waking itself), then ready.
-fn yield_once() -> impl std::future::Future<Output = ()> {
-    let mut yielded = false;
-    std::future::poll_fn(move |cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
 }
 
 /// Polls `future` once on this thread.

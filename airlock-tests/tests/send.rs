@@ -9,28 +9,12 @@ use std::task::Poll;
 
 use airlock::scope::Bound;
 use airlock::{DropAll, Scope, ScopedFuture};
-use airlock_tests::{record, record_async, record_run, runs, tag};
+use airlock_tests::{record, record_async, record_run, runs, tag, yield_once};
 
 fn assert_send<T: Send>(_: &T) {}
 
 /// Type-level form of `assert_send`, for the named future types.
 fn assert_send_type<T: Send>() {}
-
-/// Pending exactly once, so the caller really suspends (and a multi-threaded
-/// runtime may resume it on another worker).
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await;
-}
 
 /// Enqueues across several suspension points; everything held across them is `Send`.
 #[airlock::scoped]
