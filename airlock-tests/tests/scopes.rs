@@ -852,3 +852,16 @@ fn a_leaked_enter_guard_loses_nothing_and_refuses_after_the_end() -> airlock::Re
     assert_eq!(runs(&t), ["record(1)"]);
     Ok(())
 }
+
+#[test]
+fn into_intents_takes_what_a_leaked_enter_guard_buffered() -> airlock::Result<()> {
+    let t = tag("leaked-into");
+    let scope = Scope::new().start();
+    std::mem::forget(scope.enter());
+    record::enqueue(t.clone(), 1)?;
+    let intents = scope.into_intents();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0].to_string(), format!("record({t:?}, 1)"));
+    assert!(runs(&t).is_empty());
+    Ok(())
+}

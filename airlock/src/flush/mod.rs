@@ -453,9 +453,8 @@ fn route_to_ancestors(
 
 /// Ends `core` by discarding everything it buffered.
 pub(crate) fn discard(core: &Arc<ScopeCore>, reason: DiscardReason) -> FlushReport {
-    crate::context::publish_pending(core);
     let intents = {
-        let mut state = core.state();
+        let mut state = core.state_with_pending();
         if state.phase != ScopePhase::Open {
             return FlushReport::new(core.info.clone(), state.ledger());
         }

@@ -174,7 +174,7 @@ impl ActiveScope {
     /// (used by [`testing::capture`](crate::testing::capture)).
     pub fn into_intents(mut self) -> Vec<Intent> {
         self.ended = true;
-        let intents = self.core.state().buffer.take().into_intents();
+        let intents = self.core.state_with_pending().buffer.take().into_intents();
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
         flush::end_discarded(&self.core, &intents, reason);
         intents
@@ -314,8 +314,7 @@ impl ScopeHandle {
     /// One record per intent: buffered ones while the scope is open, and what
     /// became of each once it has ended.
     pub fn records(&self) -> Arc<[IntentRecord]> {
-        context::publish_pending(&self.0);
-        let state = self.0.state();
+        let state = self.0.state_with_pending();
         if state.phase == ScopePhase::Open {
             state
                 .buffer
@@ -399,8 +398,7 @@ pub struct IntentsGuard<'a> {
 
 impl<'a> IntentsGuard<'a> {
     fn new(core: &'a Arc<ScopeCore>) -> Self {
-        context::publish_pending(core);
-        let state = core.state();
+        let state = core.state_with_pending();
         INSPECTING.with(|ids| ids.borrow_mut().push(core.info.id));
         INSPECTING_COUNT.with(|count| count.set(count.get() + 1));
         IntentsGuard {

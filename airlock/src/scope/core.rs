@@ -157,6 +157,14 @@ impl ScopeCore {
         }
     }
 
+    /// Locks the state once this thread's frames have handed over the
+    /// intents they buffer for this scope (see [`context::push_owned`]), so
+    /// the buffer holds every intent enqueued on this thread so far.
+    pub(crate) fn state_with_pending(self: &Arc<Self>) -> MutexGuard<'_, ScopeState> {
+        context::publish_pending(self);
+        self.state()
+    }
+
     /// The scope's phase, without taking the lock.
     pub(crate) fn phase(&self) -> ScopePhase {
         match self.phase.load(Ordering::Acquire) {
@@ -239,8 +247,7 @@ impl ScopeCore {
 
     /// Ends the scope logically: no intent can be added after this.
     pub(crate) fn close(self: &Arc<Self>) -> Result<Buffer, Error> {
-        context::publish_pending(self);
-        let mut state = self.state();
+        let mut state = self.state_with_pending();
         if state.phase != ScopePhase::Open {
             return Err(Error::State(format!(
                 "{} has already {}; a scope ends once",
