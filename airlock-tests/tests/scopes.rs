@@ -799,9 +799,8 @@ fn a_scoped_future_moved_to_a_thread_with_lower_ids_keeps_enqueue_order() {
     let t = tag("moved");
     // A second thread creates an intent first, so its ids come from an
     // earlier, lower block than this thread's.
-    let (to_second, received) = mpsc::channel::<
-        std::pin::Pin<Box<dyn std::future::Future<Output = airlock::Result<()>> + Send>>,
-    >();
+    type Moved = std::pin::Pin<Box<dyn std::future::Future<Output = airlock::Result<()>> + Send>>;
+    let (to_second, received) = mpsc::channel::<Moved>();
     let (ready, second_ready) = mpsc::channel();
     let warm = tag("moved-warm-up");
     let second = std::thread::spawn(move || {
@@ -817,9 +816,7 @@ fn a_scoped_future_moved_to_a_thread_with_lower_ids_keeps_enqueue_order() {
     second_ready.recv().unwrap();
 
     let (t1, t2) = (t.clone(), t.clone());
-    let mut future: std::pin::Pin<
-        Box<dyn std::future::Future<Output = airlock::Result<()>> + Send>,
-    > = Box::pin(airlock::scope_async(async move {
+    let mut future: Moved = Box::pin(airlock::scope_async(async move {
         // First poll, here: a nested scope's intent, captured at once.
         airlock::scope_async(async move { record::enqueue(t1, 1).map(drop) }).await?;
         yield_once().await;

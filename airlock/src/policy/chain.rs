@@ -28,6 +28,8 @@ pub(crate) struct PolicyLink {
     /// `policy.name()`, computed once: reports name the policy per intent.
     pub(crate) name: Arc<str>,
     pub(crate) source: PolicySource,
+    /// `policy.checks_enqueue()`, asked once.
+    checks_here: bool,
     /// Whether this link or one further out checks intents at enqueue
     /// ([`Policy::checks_enqueue`]); if none does, enqueue calls no policy.
     pub(crate) checks_enqueue: bool,
@@ -43,12 +45,13 @@ impl PolicyLink {
         source: &PolicySource,
     ) -> Option<Arc<PolicyLink>> {
         policies.iter().rev().fold(next, |next, policy| {
+            let checks_here = policy.checks_enqueue();
             Some(Arc::new(PolicyLink {
                 policy: Arc::clone(policy),
                 name: policy.name().into(),
                 source: source.clone(),
-                checks_enqueue: policy.checks_enqueue()
-                    || next.as_ref().is_some_and(|n| n.checks_enqueue),
+                checks_here,
+                checks_enqueue: checks_here || next.as_ref().is_some_and(|n| n.checks_enqueue),
                 next,
             }))
         })
@@ -77,7 +80,7 @@ impl PolicyLink {
         }
         in_policy(|| {
             Self::iter(start)
-                .filter(|link| link.policy.checks_enqueue())
+                .filter(|link| link.checks_here)
                 .try_for_each(|link| link.policy.on_enqueue(intent))
         })
     }

@@ -31,9 +31,10 @@ pub(crate) struct ScopeCore {
     state: Mutex<ScopeState>,
     // A copy of `state.phase`, readable without the lock.
     phase: AtomicU8,
-    /// The highest [`intent::id_clock`] of a thread when it left this scope:
-    /// a thread entering the scope hands out ids above it (see
-    /// [`ScopeCore::entered`]).
+    /// A bound above every id this scope holds or has seen handed out on a
+    /// thread its owner left ([`intent::id_clock`]): an intent joining from
+    /// the owner's frame with a lower id is renumbered (see
+    /// [`ScopeCore::order`]).
     id_clock: AtomicU64,
 }
 
