@@ -387,7 +387,7 @@ fn generate(func: &ItemFn, name: &str, params: &[Param]) -> TokenStream {
                 #[doc = #enqueue_doc]
                 #[track_caller]
                 #vis fn enqueue(#(#fields: #types),*) -> ::airlock::Result<::airlock::IntentId> {
-                    ::airlock::enqueue(::airlock::Intent::new::<#ident>(__AirlockArgs { #(#fields),* }))
+                    ::airlock::__private::enqueue::<#ident>(__AirlockArgs { #(#fields),* })
                 }
 
                 #[doc = #intent_doc]

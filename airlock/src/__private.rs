@@ -224,6 +224,14 @@ impl<T> StubFmt<T> for &Probe<T> {
     }
 }
 
+/// What generated `my_task::enqueue(..)` calls: [`crate::enqueue`] of
+/// `Intent::new::<T>(args)`, minus the intermediate intent in the common case.
+#[track_caller]
+#[inline]
+pub fn enqueue<T: crate::Task>(args: T::Args) -> crate::Result<crate::IntentId> {
+    crate::enqueue::enqueue_new(T::def(), Box::new(args), std::panic::Location::caller())
+}
+
 /// Recovers the concrete arguments of a task from their erased box.
 pub fn downcast<A: Any>(args: ErasedArgs, task: &str) -> A {
     match args.downcast::<A>() {

@@ -23,12 +23,19 @@ impl Buffer {
         Buffer { intents, policed }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, intent: Intent) {
         if self.intents.capacity() == 0 {
-            self.intents = spare();
+            self.start();
         }
         self.policed |= intent.chain.is_some();
         self.intents.push(intent);
+    }
+
+    /// Gives an unused buffer its storage: a spare one if this thread has it.
+    #[cold]
+    fn start(&mut self) {
+        self.intents = spare();
     }
 
     /// Adds intents handed up by a descendant, keeping FIFO (enqueue) order.

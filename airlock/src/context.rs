@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,10 +22,11 @@ use crate::buffer::Buffer;
 use crate::error::Error;
 use crate::executor::Executor;
 use crate::intent::{Intent, IntentId};
-use crate::policy::chain::PolicyLink;
+use crate::policy::chain::{is_in_policy, PolicyLink};
 use crate::scope::active::is_inspecting;
 use crate::scope::core::ScopeCore;
 use crate::scope::{Scope, ScopePhase};
+use crate::task::{ErasedArgs, TaskDef};
 
 /// One entered frame.
 #[derive(Clone)]
@@ -73,6 +75,19 @@ struct Entry {
 }
 
 impl Entry {
+    /// Whether an intent may go to `pending` without the scope's lock: the
+    /// owner's frame, whose scope stays open while it is pushed. A leaked
+    /// guard (`mem::forget`) can outlive that, so the phase is asked too.
+    #[inline]
+    fn may_buffer_unlocked(&self) -> bool {
+        self.owned
+            && self
+                .frame
+                .scope
+                .as_ref()
+                .is_some_and(|scope| scope.phase() == ScopePhase::Open)
+    }
+
     /// Creates the lazy scope, if this entry has one that is not created yet.
     #[inline]
     fn materialize(&mut self) {
@@ -346,15 +361,10 @@ pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
         intent.chain = frame.chain.clone();
         intent.scope = Some(scope.info.id);
         intent.cascade_depth = scope.cascade_depth;
-        // `level_enabled!` reads only the global maximum level, no subscriber code.
-        if frame.chain.as_ref().is_some_and(|c| c.checks_enqueue)
-            || tracing::level_enabled!(tracing::Level::TRACE)
-        {
+        if frame.chain.as_ref().is_some_and(|c| c.checks_enqueue) || trace_enabled() {
             return Target::Deferred(Arc::clone(scope));
         }
-        // The owner's frame: the scope stays open while it is pushed, but a
-        // leaked guard (`mem::forget`) can outlive that, so ask.
-        if entry.owned && scope.phase() == ScopePhase::Open {
+        if entry.may_buffer_unlocked() {
             scope.order(intent);
             let id = intent.id();
             entry.pending.push(slot.take().expect("checked above"));
@@ -369,4 +379,54 @@ pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
             }
         }
     })
+}
+
+/// The common case of [`enqueue_target`], for an intent not built yet: when
+/// the current frame is its scope owner's, nothing checks intents at enqueue
+/// and trace logging is off, builds the intent right in the frame's buffer
+/// (no copy of it on the way) and returns its id. Otherwise hands the
+/// arguments back for the general path, which decides (and says why it
+/// refuses).
+#[inline]
+pub(crate) fn buffer_new(
+    task: &'static TaskDef,
+    args: ErasedArgs,
+    origin: &'static Location<'static>,
+) -> Result<IntentId, ErasedArgs> {
+    if is_in_policy() || trace_enabled() {
+        return Err(args);
+    }
+    STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        let Some(entry) = stack.entries.last_mut() else {
+            return Err(args);
+        };
+        entry.materialize();
+        let Some(scope) = entry.frame.scope.as_ref() else {
+            return Err(args);
+        };
+        if !entry.may_buffer_unlocked()
+            || entry.frame.chain.as_ref().is_some_and(|c| c.checks_enqueue)
+            || is_inspecting(scope.info.id)
+        {
+            return Err(args);
+        }
+        let id = scope.next_id();
+        entry.pending.push(Intent::buffered(
+            id,
+            task,
+            args,
+            origin,
+            entry.frame.chain.clone(),
+            (scope.info.id, scope.cascade_depth),
+        ));
+        Ok(id)
+    })
+}
+
+/// Whether trace logging is on anywhere; `level_enabled!` reads only the
+/// global maximum level, no subscriber code.
+#[inline]
+fn trace_enabled() -> bool {
+    tracing::level_enabled!(tracing::Level::TRACE)
 }

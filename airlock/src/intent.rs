@@ -45,13 +45,22 @@ pub(crate) fn id_clock() -> u64 {
 impl IntentId {
     /// The next id of this thread's block.
     fn next() -> Self {
+        Self::at_least(0)
+    }
+
+    /// The next id of this thread, first moving this thread to a new block if
+    /// its ids are below `clock` (a bound read from [`id_clock`] anywhere;
+    /// `u64::MAX` for "above every id handed out so far, on any thread").
+    #[inline]
+    pub(crate) fn at_least(clock: u64) -> Self {
         let id = IDS
             .try_with(|ids| {
                 let (next, end) = ids.get();
-                if next < end {
+                if next >= clock && next < end {
                     ids.set((next + 1, end));
                     next
                 } else {
+                    // A new block starts above every claimed one, so above `clock`.
                     let start = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
                     ids.set((start + 1, start + ID_BLOCK));
                     start
@@ -60,20 +69,6 @@ impl IntentId {
             // The thread-local is gone (thread teardown).
             .unwrap_or_else(|_| NEXT_BLOCK.fetch_add(1, Ordering::Relaxed));
         IntentId(id)
-    }
-
-    /// The next id of this thread, first moving this thread to a new block if
-    /// its ids are below `clock` (a bound read from [`id_clock`] anywhere;
-    /// `u64::MAX` for "above every id handed out so far, on any thread").
-    fn at_least(clock: u64) -> Self {
-        let _ = IDS.try_with(|ids| {
-            if ids.get().0 < clock {
-                // A new block starts above every claimed one, so above `clock`.
-                let start = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
-                ids.set((start, start + ID_BLOCK));
-            }
-        });
-        Self::next()
     }
 
     /// The numeric value.
@@ -152,6 +147,29 @@ impl Intent {
             chain: None,
             scope: None,
             cascade_depth: 0,
+        }
+    }
+
+    /// An intent buffered in the scope `scope` as it is built (the fast path
+    /// of generated `enqueue`), with the scope's policy chain and cascade depth.
+    #[inline]
+    pub(crate) fn buffered(
+        id: IntentId,
+        task: &'static TaskDef,
+        args: ErasedArgs,
+        origin: &'static Location<'static>,
+        chain: Option<Arc<PolicyLink>>,
+        (scope, cascade_depth): (ScopeId, u32),
+    ) -> Self {
+        Intent {
+            id,
+            task,
+            args,
+            options: None,
+            origin,
+            chain,
+            scope: Some(scope),
+            cascade_depth,
         }
     }
 

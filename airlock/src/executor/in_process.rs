@@ -15,8 +15,9 @@ use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::flush::panic_message;
 use crate::intent::Intent;
+use crate::scope::core::ScopeCore;
 use crate::scope::{ActiveScope, Scope};
-use crate::task::{BoxFuture, Runner};
+use crate::task::{BoxFuture, Runner, TaskDef};
 
 /// Runs each intent's task in this process, in FIFO order, when the scope
 /// flushes: sync tasks inline; async tasks awaited when the scope is async.
@@ -93,18 +94,34 @@ pub(crate) async fn run_intent_with(
 
 /// The cascade depth of the scope `intent`'s task runs in: one level deeper
 /// than the intent, refused beyond `limit`.
+#[inline]
 fn task_depth(intent: &Intent, limit: u32) -> Result<u32, BoxError> {
     let depth = intent.cascade_depth() + 1;
     if depth > limit {
-        return Err(format!(
-            "task `{}` is {depth} levels deep in a cascade of tasks enqueueing tasks (limit {limit}); \
-             a task probably re-enqueues itself. Block the re-entrant task with BlockTasks in the \
-             task's scope, or raise Config::max_cascade_depth",
-            intent.name()
-        )
-        .into());
+        return Err(too_deep(intent.name(), depth, limit));
     }
     Ok(depth)
+}
+
+#[cold]
+fn too_deep(task: &str, depth: u32, limit: u32) -> BoxError {
+    format!(
+        "task `{task}` is {depth} levels deep in a cascade of tasks enqueueing tasks (limit {limit}); \
+         a task probably re-enqueues itself. Block the re-entrant task with BlockTasks in the \
+         task's scope, or raise Config::max_cascade_depth"
+    )
+    .into()
+}
+
+#[cold]
+fn async_in_sync_scope(task: &TaskDef) -> BoxError {
+    format!(
+        "task `{}` is async and cannot be awaited from a synchronous scope; flush from an \
+         async scope (#[airlock::scoped] async fn, airlock::scope_async) or use an executor \
+         that runs async tasks on a runtime",
+        task.name()
+    )
+    .into()
 }
 
 /// The scope a task runs in when it is awaited: outermost and isolated from
@@ -117,34 +134,39 @@ fn task_scope(name: &'static str, depth: u32, executor: Option<Arc<dyn Executor>
     }
 }
 
+#[cold]
 fn panicked(task: &str, panic: &(dyn std::any::Any + Send)) -> BoxError {
     format!("task `{task}` panicked: {}", panic_message(panic)).into()
 }
 
 /// Runs a sync task in `frame`, which gives it its own scope (see
 /// [`TaskFrame`]) only if it needs one.
+#[inline]
 fn run_sync(intent: Intent, limit: u32, frame: &mut TaskFrame) -> Result<(), BoxError> {
     let depth = task_depth(&intent, limit)?;
     let (task, args) = intent.into_parts();
     let Runner::Sync(run) = task.runner() else {
-        return Err(format!(
-            "task `{}` is async and cannot be awaited from a synchronous scope; flush from an \
-             async scope (#[airlock::scoped] async fn, airlock::scope_async) or use an executor \
-             that runs async tasks on a runtime",
-            task.name()
-        )
-        .into());
+        return Err(async_in_sync_scope(task));
     };
     frame.enter(task.name(), depth);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(args)));
-    let core = frame.leave();
-    match (outcome, core) {
-        (Ok(result), None) => result,
-        (Ok(result), Some(core)) => ActiveScope::from_core(core).finish(result),
-        (Err(panic), core) => {
-            if let Some(core) = core {
-                ActiveScope::from_core(core).finish_panicked();
-            }
+    match frame.leave() {
+        None => outcome.unwrap_or_else(|panic| Err(panicked(task.name(), &*panic))),
+        Some(core) => end_task_scope(core, task, outcome),
+    }
+}
+
+/// Ends the scope a sync task created, as the task ended.
+#[cold]
+fn end_task_scope(
+    core: Arc<ScopeCore>,
+    task: &TaskDef,
+    outcome: std::thread::Result<Result<(), BoxError>>,
+) -> Result<(), BoxError> {
+    match outcome {
+        Ok(result) => ActiveScope::from_core(core).finish(result),
+        Err(panic) => {
+            ActiveScope::from_core(core).finish_panicked();
             Err(panicked(task.name(), &*panic))
         }
     }

@@ -134,6 +134,13 @@ impl ScopeCore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A new intent id for this scope's owner: the next of this thread's,
+    /// above the clock (see [`order`](Self::order)).
+    #[inline]
+    pub(crate) fn next_id(&self) -> IntentId {
+        IntentId::at_least(self.id_clock.load(Ordering::Relaxed))
+    }
+
     /// Renumbers `intent`, about to join this scope from its owner's frame,
     /// if its id is below one the scope already holds (another thread
     /// enqueued in the meantime, or the owner is an async task that moved
