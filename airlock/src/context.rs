@@ -228,6 +228,10 @@ pub(crate) fn publish_pending(scope: &Arc<ScopeCore>) {
     let pending: Vec<Buffer> = STACK
         .try_with(|stack| {
             let mut stack = stack.borrow_mut();
+            if stack.entries.is_empty() {
+                // The usual case: the scope ends after its frame is popped.
+                return Vec::new();
+            }
             stack
                 .entries
                 .iter_mut()

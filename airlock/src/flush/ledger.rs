@@ -39,11 +39,37 @@ struct Entry {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FateRef(u32);
 
+impl FateRef {
+    /// The fates that carry no data, numbered by their position here; the
+    /// ledger's stored fates are numbered after them.
+    const PLAIN: [Fate; 4] = [
+        Fate::Buffered,
+        Fate::Dispatched,
+        Fate::NotAttempted,
+        Fate::Interrupted,
+    ];
+
+    #[inline]
+    fn plain(fate: &Fate) -> Option<FateRef> {
+        let n = match fate {
+            Fate::Buffered => 0,
+            Fate::Dispatched => 1,
+            Fate::NotAttempted => 2,
+            Fate::Interrupted => 3,
+            _ => return None,
+        };
+        Some(FateRef(n))
+    }
+}
+
 impl Ledger {
     /// An empty ledger with room for `capacity` entries.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let mut entries = buffer::take_spare(&SPARE_ENTRIES);
-        entries.reserve(capacity);
+        let mut entries = Vec::new();
+        if capacity > 0 {
+            entries = buffer::take_spare(&SPARE_ENTRIES);
+            entries.reserve(capacity);
+        }
         Ledger {
             entries,
             fates: Vec::new(),
@@ -52,13 +78,35 @@ impl Ledger {
     }
 
     /// Stores `fate` (once: setting it on many entries costs a number each).
+    /// The fates without data are fixed numbers and stored nowhere, so a
+    /// flush where nothing goes wrong allocates no fate.
+    #[inline]
     pub(crate) fn fate(&mut self, fate: Fate) -> FateRef {
-        // Flushes use a handful of fates, usually asked for in runs.
-        if let Some(i) = self.fates.iter().rposition(|f| *f == fate) {
-            return FateRef(i as u32);
+        match FateRef::plain(&fate) {
+            Some(plain) => plain,
+            None => self.store(fate),
         }
-        self.fates.push(fate);
-        FateRef((self.fates.len() - 1) as u32)
+    }
+
+    #[inline(never)]
+    fn store(&mut self, fate: Fate) -> FateRef {
+        // Flushes use a handful of fates, usually asked for in runs.
+        let stored = match self.fates.iter().rposition(|f| *f == fate) {
+            Some(i) => i,
+            None => {
+                self.fates.push(fate);
+                self.fates.len() - 1
+            }
+        };
+        FateRef(FateRef::PLAIN.len() as u32 + stored as u32)
+    }
+
+    /// The fate `fate` stands for.
+    fn fate_of(&self, fate: FateRef) -> Fate {
+        match FateRef::PLAIN.get(fate.0 as usize) {
+            Some(plain) => plain.clone(),
+            None => self.fates[fate.0 as usize - FateRef::PLAIN.len()].clone(),
+        }
     }
 
     /// Notes `intents` (in a scope whose id is `scope`) with `fate`.
@@ -94,7 +142,8 @@ impl Ledger {
     /// The task names of the entries whose fate matches `pred`, in order,
     /// without building records.
     pub(crate) fn names(&self, pred: impl Fn(&Fate) -> bool) -> Vec<&'static str> {
-        let matching: Vec<bool> = self.fates.iter().map(pred).collect();
+        let plain = FateRef::PLAIN.iter();
+        let matching: Vec<bool> = plain.chain(&self.fates).map(pred).collect();
         self.entries
             .iter()
             .filter(|e| matching[e.fate.0 as usize])
@@ -112,7 +161,7 @@ impl Ledger {
                     task: e.task,
                     origin: e.origin,
                     own: e.own,
-                    fate: self.fates[e.fate.0 as usize].clone(),
+                    fate: self.fate_of(e.fate),
                 })
                 .collect()
         })
