@@ -296,19 +296,27 @@ fn install(config: Option<Arc<Config>>) {
 }
 
 pub(crate) fn current() -> Arc<Config> {
+    with_current(Arc::clone)
+}
+
+/// Calls `f` with the configuration in force, without taking a reference
+/// count (scope setup reads it on every scope). `f` runs while this thread's
+/// cached copy is borrowed: it must not read the configuration again, nor run
+/// user code.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<Config>) -> R) -> R {
     let generation = GENERATION.load(Ordering::Acquire);
     CACHED.with(|cached| {
         let mut cached = cached.borrow_mut();
         match &*cached {
-            Some((seen, config)) if *seen == generation => Arc::clone(config),
+            Some((seen, config)) if *seen == generation => f(config),
             _ => {
                 let config = GLOBAL
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone()
                     .unwrap_or_else(|| Arc::new(Config::default()));
-                *cached = Some((generation, Arc::clone(&config)));
-                config
+                let (_, config) = cached.insert((generation, config));
+                f(config)
             }
         }
     })

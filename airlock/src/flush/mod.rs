@@ -66,9 +66,10 @@ impl PreparedFlush {
     ///
     /// # Errors
     /// [`Error::Dispatch`] if the executor fails; see [`DispatchFailure`].
-    pub fn dispatch(self) -> Result<FlushReport, Error> {
-        let executor = Arc::clone(&self.core.executor);
-        self.dispatch_with(&*executor)
+    pub fn dispatch(mut self) -> Result<FlushReport, Error> {
+        let intents = self.take_survivors();
+        let result = self.send(&*self.core.executor, intents);
+        self.complete(result)
     }
 
     /// Dispatches the survivors with `executor` instead of the scope's own.
@@ -77,14 +78,17 @@ impl PreparedFlush {
     /// [`Error::Dispatch`] if the executor fails.
     pub fn dispatch_with(mut self, executor: &dyn Executor) -> Result<FlushReport, Error> {
         let intents = self.take_survivors();
-        let result = if intents.is_empty() {
-            buffer::recycle(intents);
-            Ok(())
-        } else {
-            let _span = self.span(intents.len()).entered();
-            executor.dispatch(intents)
-        };
+        let result = self.send(executor, intents);
         self.complete(result)
+    }
+
+    fn send(&self, executor: &dyn Executor, intents: Vec<Intent>) -> Result<(), DispatchError> {
+        if intents.is_empty() {
+            buffer::recycle(intents);
+            return Ok(());
+        }
+        let _span = self.span(intents.len()).entered();
+        executor.dispatch(intents)
     }
 
     /// Dispatches the survivors with the scope's executor's async path
@@ -256,11 +260,11 @@ impl Drop for PreparedFlush {
 }
 
 /// Ends `core` logically and filters it; see the module docs.
-pub(crate) fn prepare(core: &Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
+pub(crate) fn prepare(core: Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
     let buffer = core.close()?;
     let mut ledger = Ledger::with_capacity(buffer.as_slice().len());
     if core.parent.is_some() {
-        let candidates = route_to_ancestors(core, buffer, &mut ledger)?;
+        let candidates = route_to_ancestors(&core, buffer, &mut ledger)?;
         filter(core, ledger, candidates)
     } else {
         let buffered = ledger.fate(Fate::Buffered);
@@ -274,7 +278,7 @@ pub(crate) fn prepare(core: &Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
 /// dispatched, and keeps the survivors (in place: no second buffer).
 /// `candidates` are the intents and their ledger entries.
 fn filter(
-    core: &Arc<ScopeCore>,
+    core: Arc<ScopeCore>,
     mut ledger: Ledger,
     (candidates, mut positions): (Buffer, Positions),
 ) -> Result<PreparedFlush, Error> {
@@ -345,7 +349,7 @@ fn filter(
         }
     }
     Ok(PreparedFlush {
-        core: Arc::clone(core),
+        core,
         ledger,
         survivors: intents,
         survivor_entries: positions,

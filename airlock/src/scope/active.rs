@@ -40,15 +40,16 @@ use crate::scope::{
 /// # Ok::<(), airlock::Error>(())
 /// ```
 pub struct ActiveScope {
-    core: Arc<ScopeCore>,
-    ended: bool,
+    /// `None` once ended: the scope's core has moved on (to a
+    /// [`PreparedFlush`], say) or been ended in place.
+    core: Option<Arc<ScopeCore>>,
 }
 
 impl fmt::Debug for ActiveScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ActiveScope")
-            .field("scope", &self.core.info)
-            .field("nested", &self.core.parent.is_some())
+            .field("scope", &self.core().info)
+            .field("nested", &self.core().parent.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -59,30 +60,43 @@ impl ActiveScope {
     }
 
     pub(crate) fn from_core(core: Arc<ScopeCore>) -> Self {
-        ActiveScope { core, ended: false }
+        ActiveScope { core: Some(core) }
+    }
+
+    fn core(&self) -> &Arc<ScopeCore> {
+        self.core
+            .as_ref()
+            .expect("an ActiveScope is ended only by methods that consume it")
+    }
+
+    /// Marks the scope ended (its `Drop` does nothing more) and hands over its core.
+    fn end_core(&mut self) -> Arc<ScopeCore> {
+        self.core
+            .take()
+            .expect("an ActiveScope is ended only by methods that consume it")
     }
 
     /// The scope's identity.
     pub fn info(&self) -> &ScopeInfo {
-        &self.core.info
+        &self.core().info
     }
 
     /// Whether the scope hands its intents to a parent instead of dispatching.
     pub fn is_nested(&self) -> bool {
-        self.core.parent.is_some()
+        self.core().parent.is_some()
     }
 
     /// A cloneable handle for inspecting the scope or carrying it into a spawned task.
     pub fn handle(&self) -> ScopeHandle {
-        ScopeHandle(Arc::clone(&self.core))
+        ScopeHandle(Arc::clone(self.core()))
     }
 
     /// Makes this the current scope on this thread until the guard drops.
     pub fn enter(&self) -> EnterGuard<'_> {
         EnterGuard {
             _frame: context::push_owned(Frame {
-                scope: Some(Arc::clone(&self.core)),
-                chain: self.core.chain.clone(),
+                scope: Some(Arc::clone(self.core())),
+                chain: self.core().chain.clone(),
             }),
             _scope: PhantomData,
         }
@@ -96,12 +110,12 @@ impl ActiveScope {
 
     /// The buffered intents, own and captured, in FIFO order.
     pub fn intents(&self) -> IntentsGuard<'_> {
-        IntentsGuard::new(&self.core)
+        IntentsGuard::new(self.core())
     }
 
     /// Whether the scope's behaviour flushes after this outcome.
     pub fn should_flush(&self, outcome: Outcome) -> bool {
-        self.core.behavior.should_flush(outcome)
+        self.core().behavior.should_flush(outcome)
     }
 
     /// Ends the scope as its behaviour decides for `outcome`: flush or discard.
@@ -156,8 +170,7 @@ impl ActiveScope {
     /// # Errors
     /// [`Error::PolicyPanicked`] or [`Error::ParentClosed`]; see [`flush`](Self::flush).
     pub fn prepare_flush(mut self) -> Result<PreparedFlush, Error> {
-        self.ended = true;
-        flush::prepare(&self.core)
+        flush::prepare(self.end_core())
     }
 
     /// Ends the scope, discarding every buffered intent.
@@ -166,22 +179,19 @@ impl ActiveScope {
     }
 
     pub(crate) fn discard_with(mut self, reason: DiscardReason) -> FlushReport {
-        self.ended = true;
-        flush::discard(&self.core, reason)
+        flush::discard(&self.end_core(), reason)
     }
 
     /// Ends the scope without dispatching and hands its intents to the caller
     /// (used by [`testing::capture`](crate::testing::capture)).
     pub fn into_intents(mut self) -> Vec<Intent> {
-        self.ended = true;
-        let intents = self.core.state_with_pending().buffer.take().into_intents();
+        let core = self.end_core();
+        let intents = core.state_with_pending().buffer.take().into_intents();
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
-        flush::end_discarded(&self.core, &intents, reason);
+        flush::end_discarded(&core, &intents, reason);
         intents
     }
 
-    /// Ends the scope for a body that returned `output`, and folds a flush
-    /// error into it.
     /// Ends the scope for a body that panicked: flushes if the behaviour says
     /// so (outside the unwind: the caller caught the panic), else discards.
     pub(crate) fn finish_panicked(self) {
@@ -194,6 +204,8 @@ impl ActiveScope {
         }
     }
 
+    /// Ends the scope for a body that returned `output`, and folds a flush
+    /// error into it.
     pub(crate) fn finish<R: ScopeOutput>(self, output: R) -> R {
         let outcome = if output.is_success() {
             Outcome::Success
@@ -209,13 +221,13 @@ impl ActiveScope {
 
 impl Drop for ActiveScope {
     fn drop(&mut self) {
-        if !self.ended {
+        if let Some(core) = self.core.take() {
             let reason = if std::thread::panicking() {
                 DiscardReason::Panic
             } else {
                 DiscardReason::Abandoned
             };
-            flush::discard(&self.core, reason);
+            flush::discard(&core, reason);
         }
     }
 }

@@ -56,7 +56,6 @@ impl ScopeState {
 impl ScopeCore {
     /// Builds a scope under whatever frame is current on this thread.
     pub(crate) fn start(settings: Scope) -> Arc<ScopeCore> {
-        let config = config::current();
         let below = if settings.isolated {
             None
         } else {
@@ -76,20 +75,23 @@ impl ScopeCore {
             Some(frame) => (frame.scope.clone(), frame.scope, frame.chain),
         };
 
-        // The configured default policy applies once, at the outermost scope;
-        // nested scopes are already under it.
-        let policies = if !settings.policies.is_empty() || enclosing.is_some() {
-            settings.policies
-        } else {
-            config.policies.clone()
-        };
-        let executor = settings
-            .executor
-            .or_else(|| enclosing.as_ref().map(|p| Arc::clone(&p.executor)))
-            .unwrap_or_else(|| Arc::clone(&config.executor));
-        let behavior = settings
-            .behavior
-            .unwrap_or_else(|| Arc::clone(&config.behavior));
+        let (policies, executor, behavior) = config::with_current(|config| {
+            // The configured default policy applies once, at the outermost
+            // scope; nested scopes are already under it.
+            let policies = if !settings.policies.is_empty() || enclosing.is_some() {
+                settings.policies
+            } else {
+                config.policies.clone()
+            };
+            let executor = settings
+                .executor
+                .or_else(|| enclosing.as_ref().map(|p| Arc::clone(&p.executor)))
+                .unwrap_or_else(|| Arc::clone(&config.executor));
+            let behavior = settings
+                .behavior
+                .unwrap_or_else(|| Arc::clone(&config.behavior));
+            (policies, executor, behavior)
+        });
         let cascade_depth = settings
             .cascade_depth
             .or_else(|| enclosing.as_ref().map(|p| p.cascade_depth))
@@ -99,7 +101,11 @@ impl ScopeCore {
             id: ScopeId::next(),
             name: settings.name,
         };
-        let chain = PolicyLink::extend(base_chain, &policies, &PolicySource::Scope(info.clone()));
+        let chain = if policies.is_empty() {
+            base_chain
+        } else {
+            PolicyLink::extend(base_chain, &policies, &PolicySource::Scope(info.clone()))
+        };
         tracing::trace!(target: "airlock::scope", scope = %info, nested = parent.is_some(), "scope started");
         Arc::new(ScopeCore {
             info,
