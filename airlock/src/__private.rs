@@ -229,7 +229,7 @@ impl<T> StubFmt<T> for &Probe<T> {
 #[track_caller]
 #[inline]
 pub fn enqueue<T: crate::Task>(args: T::Args) -> crate::Result<crate::IntentId> {
-    crate::enqueue::enqueue_new(T::def(), Box::new(args), std::panic::Location::caller())
+    crate::enqueue::enqueue_new(T::def(), args, std::panic::Location::caller())
 }
 
 /// Recovers the concrete arguments of a task from their erased box.

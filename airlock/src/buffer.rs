@@ -32,6 +32,29 @@ impl Buffer {
         self.intents.push(intent);
     }
 
+    /// Appends the intent `make` builds. Building it only once there is
+    /// room lets the compiler write it straight into the vector, instead of
+    /// assembling it on the stack and copying it over (with loads wider
+    /// than the stores that built it, which stalls the CPU).
+    #[inline]
+    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent) {
+        if self.intents.len() < self.intents.capacity() {
+            self.intents.push(make());
+        } else {
+            self.push_growing(make());
+        }
+        self.policed |= self.intents.last().is_some_and(|i| i.chain.is_some());
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_growing(&mut self, intent: Intent) {
+        if self.intents.capacity() == 0 {
+            self.intents = spare();
+        }
+        self.intents.push(intent);
+    }
+
     /// Gives an unused buffer its storage: a spare one if this thread has it.
     #[cold]
     fn start(&mut self) {

@@ -11,6 +11,7 @@
 //! This is on the hot path of every `enqueue` and every in-process task run,
 //! so each operation touches the thread-local once.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -26,7 +27,7 @@ use crate::policy::chain::{is_in_policy, PolicyLink};
 use crate::scope::active::is_inspecting;
 use crate::scope::core::ScopeCore;
 use crate::scope::{Scope, ScopePhase};
-use crate::task::{ErasedArgs, TaskDef};
+use crate::task::TaskDef;
 
 /// One entered frame.
 #[derive(Clone)]
@@ -265,15 +266,19 @@ impl TaskFrame {
     /// A frame whose task scopes dispatch with `executor` (the configured one
     /// when `None`). Nothing is pushed until [`enter`](Self::enter).
     pub(crate) fn new(executor: Option<Arc<dyn Executor>>) -> Self {
-        TaskFrame {
-            slot: Rc::new(TaskSlot {
+        let spare = match executor {
+            None => SPARE_SLOT.try_with(Cell::take).ok().flatten(),
+            Some(_) => None,
+        };
+        let slot = spare.unwrap_or_else(|| {
+            Rc::new(TaskSlot {
                 name: Cell::new(""),
                 cascade_depth: Cell::new(0),
                 executor,
                 created: Cell::new(false),
-            }),
-            guard: None,
-        }
+            })
+        });
+        TaskFrame { slot, guard: None }
     }
 
     /// Makes the frame current for the task `name`, `cascade_depth` levels deep.
@@ -308,6 +313,25 @@ impl TaskFrame {
         entry.publish_in_place();
         scope
     }
+}
+
+impl Drop for TaskFrame {
+    fn drop(&mut self) {
+        // Pop the frame first: its entry holds the other reference to the slot.
+        drop(self.guard.take());
+        if self.slot.executor.is_none() && Rc::strong_count(&self.slot) == 1 {
+            self.slot.created.set(false);
+            let slot = Rc::clone(&self.slot);
+            let _ = SPARE_SLOT.try_with(|spare| spare.set(Some(slot)));
+        }
+    }
+}
+
+thread_local! {
+    /// The slot of the last dispatch loop on this thread that used the
+    /// configured executor, kept so the next one allocates none (a stream of
+    /// small scopes runs one loop each).
+    static SPARE_SLOT: Cell<Option<Rc<TaskSlot>>> = const { Cell::new(None) };
 }
 
 /// A copy of the innermost frame, if any.
@@ -388,15 +412,19 @@ pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
 /// The common case of [`enqueue_target`], for an intent not built yet: when
 /// the current frame is its scope owner's, nothing checks intents at enqueue
 /// and trace logging is off, builds the intent right in the frame's buffer
-/// (no copy of it on the way) and returns its id. Otherwise hands the
-/// arguments back for the general path, which decides (and says why it
-/// refuses).
+/// and returns its id. Otherwise hands the arguments back for the general
+/// path, which decides (and says why it refuses).
+///
+/// Generic over the arguments so they are boxed only here, just before the
+/// intent is written: a freshly made `Box<dyn Any>` handed through a few
+/// calls is copied with loads wider than the stores that made it, which
+/// stalls the CPU on every enqueue (failed store forwarding).
 #[inline]
-pub(crate) fn buffer_new(
+pub(crate) fn buffer_new<A: Any + Send + Sync>(
     task: &'static TaskDef,
-    args: ErasedArgs,
+    args: A,
     origin: &'static Location<'static>,
-) -> Result<IntentId, ErasedArgs> {
+) -> Result<IntentId, A> {
     if is_in_policy() || trace_enabled() {
         return Err(args);
     }
@@ -416,14 +444,11 @@ pub(crate) fn buffer_new(
             return Err(args);
         }
         let id = scope.next_id();
-        entry.pending.push(Intent::buffered(
-            id,
-            task,
-            args,
-            origin,
-            entry.frame.chain.clone(),
-            (scope.info.id, scope.cascade_depth),
-        ));
+        let chain = entry.frame.chain.clone();
+        let scope = (scope.info.id, scope.cascade_depth);
+        entry
+            .pending
+            .push_with(|| Intent::buffered(id, task, Box::new(args), origin, chain, scope));
         Ok(id)
     })
 }

@@ -1,13 +1,14 @@
 //! Enqueue: the front of the data path. An intent is checked by every policy in
 //! force and appended to the current scope's buffer; nothing is dispatched.
 
+use std::any::Any;
 use std::panic::Location;
 
 use crate::context::{self, Target};
 use crate::error::Error;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::{is_in_policy, PolicyLink};
-use crate::task::{ErasedArgs, TaskDef};
+use crate::task::TaskDef;
 
 /// Enqueues a prebuilt intent into the current scope.
 ///
@@ -54,16 +55,17 @@ pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
     Ok(id)
 }
 
-/// `enqueue(Intent::from_erased(..))`, as generated `my_task::enqueue(..)`
+/// `enqueue(Intent::new::<T>(args))`, as generated `my_task::enqueue(..)`
 /// calls it: in the common case the intent is built right in the scope's
 /// buffer (see [`context::buffer_new`]); otherwise it takes the general path.
-pub(crate) fn enqueue_new(
+#[inline]
+pub(crate) fn enqueue_new<A: Any + Send + Sync>(
     task: &'static TaskDef,
-    args: ErasedArgs,
+    args: A,
     origin: &'static Location<'static>,
 ) -> Result<IntentId, Error> {
     match context::buffer_new(task, args, origin) {
         Ok(id) => Ok(id),
-        Err(args) => enqueue(Intent::from_erased(task, args, None, origin)),
+        Err(args) => enqueue(Intent::from_erased(task, Box::new(args), None, origin)),
     }
 }
