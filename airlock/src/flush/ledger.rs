@@ -22,6 +22,13 @@ use crate::task::TaskDef;
 #[derive(Default)]
 pub(crate) struct Ledger {
     entries: Vec<Entry>,
+    /// When set, the fate of every entry, whatever the entry says: a flush
+    /// where all intents share a fate (the usual case: all dispatched) then
+    /// changes it in one write instead of one per entry.
+    all: Option<FateRef>,
+    /// Whether `all` changed since the entries were written, so their own
+    /// fates are out of date.
+    stale: bool,
     fates: Vec<Fate>,
     records: OnceLock<Arc<[IntentRecord]>>,
 }
@@ -72,6 +79,8 @@ impl Ledger {
         }
         Ledger {
             entries,
+            all: None,
+            stale: false,
             fates: Vec::new(),
             records: OnceLock::new(),
         }
@@ -111,27 +120,58 @@ impl Ledger {
 
     /// Notes `intents` (in a scope whose id is `scope`) with `fate`.
     pub(crate) fn note_all(&mut self, intents: &[Intent], scope: ScopeId, fate: FateRef) {
+        if self.entries.is_empty() {
+            self.all = Some(fate);
+            self.stale = false;
+        } else if self.all != Some(fate) {
+            self.spell_out();
+        }
         self.entries
             .extend(intents.iter().map(|intent| Entry::of(intent, scope, fate)));
     }
 
     /// Notes one intent with `fate`; returns its position.
     pub(crate) fn note(&mut self, intent: &Intent, scope: ScopeId, fate: FateRef) -> usize {
+        self.spell_out();
         self.entries.push(Entry::of(intent, scope, fate));
         self.entries.len() - 1
     }
 
     /// Sets the fate of the entry at `position`.
     pub(crate) fn set(&mut self, position: usize, fate: FateRef) {
+        self.spell_out();
         self.entries[position].fate = fate;
     }
 
     /// Sets `fate` on the entries at `positions`.
     pub(crate) fn set_each(&mut self, positions: &Positions, fate: FateRef) {
         match positions {
-            Positions::First(n) => self.entries[..*n].iter_mut().for_each(|e| e.fate = fate),
-            Positions::Listed(list) => list.iter().for_each(|&i| self.entries[i].fate = fate),
+            Positions::First(n) if *n == self.entries.len() && self.all.is_some() => {
+                self.stale |= self.all != Some(fate);
+                self.all = Some(fate);
+            }
+            Positions::First(n) => {
+                self.spell_out();
+                self.entries[..*n].iter_mut().for_each(|e| e.fate = fate);
+            }
+            Positions::Listed(list) => {
+                self.spell_out();
+                list.iter().for_each(|&i| self.entries[i].fate = fate);
+            }
         }
+    }
+
+    /// Writes the shared fate (if any) into every entry, before entries
+    /// get fates of their own.
+    fn spell_out(&mut self) {
+        if let (Some(fate), true) = (self.all.take(), std::mem::take(&mut self.stale)) {
+            self.entries.iter_mut().for_each(|e| e.fate = fate);
+        }
+    }
+
+    /// The fate of entry `e`.
+    fn fate_ref(&self, e: &Entry) -> FateRef {
+        self.all.unwrap_or(e.fate)
     }
 
     /// How many intents are noted.
@@ -146,7 +186,7 @@ impl Ledger {
         let matching: Vec<bool> = plain.chain(&self.fates).map(pred).collect();
         self.entries
             .iter()
-            .filter(|e| matching[e.fate.0 as usize])
+            .filter(|e| matching[self.fate_ref(e).0 as usize])
             .map(|e| e.task.name())
             .collect()
     }
@@ -161,7 +201,7 @@ impl Ledger {
                     task: e.task,
                     origin: e.origin,
                     own: e.own,
-                    fate: self.fate_of(e.fate),
+                    fate: self.fate_of(self.fate_ref(e)),
                 })
                 .collect()
         })

@@ -180,6 +180,7 @@ impl ScopeCore {
     }
 
     /// The scope's phase, without taking the lock.
+    #[inline]
     pub(crate) fn phase(&self) -> ScopePhase {
         match self.phase.load(Ordering::Acquire) {
             0 => ScopePhase::Open,
