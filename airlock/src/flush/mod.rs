@@ -197,10 +197,8 @@ impl PreparedFlush {
                 Err((source, not_attempted, in_doubt))
             }
         };
-        let report = FlushReport::new(
-            self.core.info.clone(),
-            self.core.end(ScopePhase::Flushed, ledger, None),
-        );
+        let ledger = self.core.end_owned(ScopePhase::Flushed, ledger, None);
+        let report = FlushReport::new(self.core.info.clone(), ledger);
         match outcome {
             Ok(()) => {
                 tracing::debug!(
@@ -260,7 +258,7 @@ impl Drop for PreparedFlush {
 }
 
 /// Ends `core` logically and filters it; see the module docs.
-pub(crate) fn prepare(core: Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
+pub(crate) fn prepare(mut core: Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
     let buffer = core.close()?;
     let mut ledger = Ledger::with_capacity(buffer.as_slice().len());
     if core.parent.is_some() {

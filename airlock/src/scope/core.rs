@@ -261,15 +261,35 @@ impl ScopeCore {
     }
 
     /// Ends the scope logically: no intent can be added after this.
-    pub(crate) fn close(self: &Arc<Self>) -> Result<Buffer, Error> {
+    ///
+    /// Usually the caller holds the only reference left (the owner's frame
+    /// is popped, no handle or nested scope is alive): nobody can race, no
+    /// thread holds intents for it, and the state is reached without the lock.
+    pub(crate) fn close(self: &mut Arc<Self>) -> Result<Buffer, Error> {
+        if let Some(core) = Arc::get_mut(self) {
+            let state = core
+                .state
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            return Self::close_state(&core.info, &core.phase, state);
+        }
         let mut state = self.state_with_pending();
+        Self::close_state(&self.info, &self.phase, &mut state)
+    }
+
+    fn close_state(
+        info: &ScopeInfo,
+        phase: &AtomicU8,
+        state: &mut ScopeState,
+    ) -> Result<Buffer, Error> {
         if state.phase != ScopePhase::Open {
             return Err(Error::State(format!(
-                "{} has already {}; a scope ends once",
-                self.info, state.phase
+                "{info} has already {}; a scope ends once",
+                state.phase
             )));
         }
-        self.set_phase(&mut state, ScopePhase::Flushing);
+        state.phase = ScopePhase::Flushing;
+        phase.store(ScopePhase::Flushing as u8, Ordering::Release);
         Ok(state.buffer.take())
     }
 
@@ -287,6 +307,30 @@ impl ScopeCore {
         state.ledger = Some(Arc::clone(&ledger));
         state.discard_reason = reason;
         ledger
+    }
+
+    /// [`end`](Self::end) by the holder of `self`: when it is the only
+    /// reference left, nobody can read the scope's state again, so only the
+    /// phase is recorded and the ledger goes to the caller alone.
+    pub(crate) fn end_owned(
+        self: &mut Arc<Self>,
+        phase: ScopePhase,
+        ledger: Ledger,
+        reason: Option<DiscardReason>,
+    ) -> Arc<Ledger> {
+        match Arc::get_mut(self) {
+            Some(core) => {
+                let state = core
+                    .state
+                    .get_mut()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.phase = phase;
+                state.discard_reason = reason;
+                core.phase.store(phase as u8, Ordering::Release);
+                Arc::new(ledger)
+            }
+            None => self.end(phase, ledger, reason),
+        }
     }
 
     /// Iterates this scope's ancestors, nearest first.
