@@ -216,6 +216,13 @@ impl Drop for Ledger {
 
 thread_local! {
     static SPARE_ENTRIES: Spares<Entry> = const { Spares::new() };
+    static SPARE_POSITIONS: Spares<usize> = const { Spares::new() };
+}
+
+/// An empty list of positions (or other indices), reused if this thread has
+/// one to spare; [`Positions`] hands its list back when dropped.
+pub(crate) fn spare_positions() -> Vec<usize> {
+    buffer::take_spare(&SPARE_POSITIONS)
 }
 
 impl Entry {
@@ -247,6 +254,14 @@ pub(crate) enum Positions {
     Listed(Vec<usize>),
 }
 
+impl Drop for Positions {
+    fn drop(&mut self) {
+        if let Positions::Listed(list) = self {
+            buffer::put_spare(&SPARE_POSITIONS, std::mem::take(list));
+        }
+    }
+}
+
 impl Default for Positions {
     fn default() -> Self {
         Positions::First(0)
@@ -267,15 +282,6 @@ impl Positions {
             Positions::First(_) => k,
             Positions::Listed(list) => list[k],
         }
-    }
-
-    /// Keeps the `k`-th position where `keep[k]`.
-    pub(crate) fn retain(&mut self, keep: &[bool]) {
-        let kept = (0..self.len())
-            .filter(|&k| keep[k])
-            .map(|k| self.get(k))
-            .collect();
-        *self = Positions::Listed(kept);
     }
 
     /// Appends `other`'s positions.

@@ -283,67 +283,89 @@ fn filter(
     let policed = candidates.is_policed();
     let mut intents = candidates.into_intents();
     if policed {
-        let verdicts = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // Per intent: 0 if every policy allows it, else 1 + where the
+        // refusing link sits in its chain. A plain list of numbers, so the
+        // same (reused) allocation then holds the survivors' positions.
+        let mut verdicts = ledger::spare_positions();
+        verdicts.reserve_exact(intents.len());
+        let asked = std::panic::catch_unwind(AssertUnwindSafe(|| {
             in_policy(|| {
-                intents
-                    .iter()
-                    .map(|intent| PolicyLink::first_refusal(intent.chain.as_ref(), intent))
-                    .collect::<Vec<Option<&PolicyLink>>>()
+                verdicts.extend(intents.iter().map(|intent| {
+                    PolicyLink::first_refusal_at(intent.chain.as_ref(), intent)
+                        .map_or(0, |at| at + 1)
+                }));
             })
         }));
-        let verdicts = match verdicts {
-            Ok(verdicts) => verdicts,
-            Err(panic) => {
-                let info = &core.info;
-                let message = panic_message(&*panic);
-                let reason = DiscardReason::PolicyPanicked(message.clone());
-                let discarded = ledger.fate(Fate::Discarded(reason.clone()));
-                ledger.set_each(&positions, discarded);
-                tracing::error!(
-                    target: "airlock::flush",
-                    scope = %info,
-                    lost = positions.len(),
-                    %message,
-                    "a policy panicked while filtering; nothing was dispatched"
-                );
-                core.end(ScopePhase::Discarded, ledger, Some(reason));
-                return Err(Error::PolicyPanicked {
-                    scope: info.clone(),
-                    message,
-                });
-            }
-        };
-        if verdicts.iter().any(Option::is_some) {
-            let mut keep = Vec::with_capacity(verdicts.len());
+        if let Err(panic) = asked {
+            let info = &core.info;
+            let message = panic_message(&*panic);
+            let reason = DiscardReason::PolicyPanicked(message.clone());
+            let discarded = ledger.fate(Fate::Discarded(reason.clone()));
+            ledger.set_each(&positions, discarded);
+            tracing::error!(
+                target: "airlock::flush",
+                scope = %info,
+                lost = positions.len(),
+                %message,
+                "a policy panicked while filtering; nothing was dispatched"
+            );
+            core.end(ScopePhase::Discarded, ledger, Some(reason));
+            return Err(Error::PolicyPanicked {
+                scope: info.clone(),
+                message,
+            });
+        }
+        if verdicts.iter().any(|&verdict| verdict != 0) {
             // The fate each refusing policy gives, found by identity: a
             // policy usually drops many intents.
             let mut fates: Vec<(&PolicyLink, FateRef)> = Vec::new();
-            for (k, verdict) in verdicts.into_iter().enumerate() {
-                keep.push(verdict.is_none());
-                if let Some(link) = verdict {
-                    tracing::debug!(
-                        target: "airlock::policy",
-                        intent = %intents[k],
-                        policy = %link.name,
-                        "intent dropped by policy"
-                    );
-                    let dropped = match fates.iter().find(|(l, _)| std::ptr::eq(*l, link)) {
-                        Some(&(_, fate)) => fate,
-                        None => {
-                            let fate = ledger.fate(Fate::Dropped {
-                                policy: Arc::clone(&link.name),
-                                source: link.source.clone(),
-                            });
-                            fates.push((link, fate));
-                            fate
-                        }
-                    };
-                    ledger.set(positions.get(k), dropped);
+            // Survivors' indices are written over the verdicts already read.
+            let mut kept = 0;
+            for k in 0..verdicts.len() {
+                if verdicts[k] == 0 {
+                    verdicts[kept] = k;
+                    kept += 1;
+                    continue;
                 }
+                let intent = &intents[k];
+                let link = PolicyLink::iter(intent.chain.as_ref())
+                    .nth(verdicts[k] - 1)
+                    .expect("the refusing link is in the intent's chain");
+                tracing::debug!(
+                    target: "airlock::policy",
+                    %intent,
+                    policy = %link.name,
+                    "intent dropped by policy"
+                );
+                let dropped = match fates.iter().find(|(l, _)| std::ptr::eq(*l, link)) {
+                    Some(&(_, fate)) => fate,
+                    None => {
+                        let fate = ledger.fate(Fate::Dropped {
+                            policy: Arc::clone(&link.name),
+                            source: link.source.clone(),
+                        });
+                        fates.push((link, fate));
+                        fate
+                    }
+                };
+                ledger.set(positions.get(k), dropped);
             }
-            let mut kept = keep.iter();
-            intents.retain(|_| *kept.next().expect("one verdict per intent"));
-            positions.retain(&keep);
+            verdicts.truncate(kept);
+            let mut survivor = verdicts.iter().copied().peekable();
+            let mut k = 0;
+            intents.retain(|_| {
+                let kept = survivor.next_if_eq(&k).is_some();
+                k += 1;
+                kept
+            });
+            // From survivors' indices to their ledger entries.
+            if let Positions::Listed(entries) = &positions {
+                verdicts.iter_mut().for_each(|s| *s = entries[*s]);
+            }
+            positions = Positions::Listed(verdicts);
+        } else {
+            // Handed back to the spares as a list of positions.
+            drop(Positions::Listed(verdicts));
         }
     }
     Ok(PreparedFlush {

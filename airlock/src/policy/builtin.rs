@@ -1,7 +1,5 @@
 //! The built-in policies.
 
-use std::collections::BTreeSet;
-
 use crate::error::{ConfigError, PolicyViolation};
 use crate::intent::Intent;
 use crate::policy::{violation, Policy};
@@ -61,7 +59,9 @@ impl Policy for AssertNoEffects {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct BlockTasks {
-    names: BTreeSet<&'static str>,
+    /// Sorted, without duplicates. A short list beats a tree here: the
+    /// flush asks about every intent, and few tasks are blocked at once.
+    names: Vec<&'static str>,
     at_enqueue: bool,
 }
 
@@ -69,7 +69,7 @@ impl BlockTasks {
     /// Blocks these tasks.
     pub fn of(tasks: &[&'static TaskDef]) -> Self {
         BlockTasks {
-            names: tasks.iter().map(|t| t.name()).collect(),
+            names: sorted(tasks.iter().map(|t| t.name()).collect()),
             at_enqueue: false,
         }
     }
@@ -108,12 +108,12 @@ impl BlockTasks {
         I::Item: AsRef<str>,
     {
         let registry = registry();
-        let mut set = BTreeSet::new();
+        let mut set = Vec::new();
         for name in names {
             let name = name.as_ref();
             match registry.get(name) {
                 Ok(def) => {
-                    set.insert(def.name());
+                    set.push(def.name());
                 }
                 Err(crate::Error::UnknownTask(lookup)) => {
                     return Err(ConfigError::UnknownTask {
@@ -125,7 +125,7 @@ impl BlockTasks {
             }
         }
         Ok(BlockTasks {
-            names: set,
+            names: sorted(set),
             at_enqueue: false,
         })
     }
@@ -139,8 +139,18 @@ impl BlockTasks {
 
     /// Whether this policy blocks the task registered as `name`.
     pub fn blocks(&self, name: &str) -> bool {
-        self.names.contains(name)
+        if self.names.len() <= 8 {
+            self.names.contains(&name)
+        } else {
+            self.names.binary_search(&name).is_ok()
+        }
     }
+}
+
+fn sorted(mut names: Vec<&'static str>) -> Vec<&'static str> {
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 impl Policy for BlockTasks {
@@ -156,8 +166,7 @@ impl Policy for BlockTasks {
     }
 
     fn name(&self) -> String {
-        let names: Vec<&str> = self.names.iter().copied().collect();
-        format!("BlockTasks({})", names.join(", "))
+        format!("BlockTasks({})", self.names.join(", "))
     }
 
     fn checks_enqueue(&self) -> bool {

@@ -85,12 +85,13 @@ impl PolicyLink {
         })
     }
 
-    /// The first link whose `allows` refuses the intent, innermost first.
-    pub(crate) fn first_refusal<'a>(
-        start: Option<&'a Arc<PolicyLink>>,
+    /// Where the first link whose `allows` refuses the intent sits in the
+    /// chain from `start` (0: `start` itself), innermost first.
+    pub(crate) fn first_refusal_at(
+        start: Option<&Arc<PolicyLink>>,
         intent: &Intent,
-    ) -> Option<&'a PolicyLink> {
-        Self::iter(start).find(|link| !link.policy.allows(intent))
+    ) -> Option<usize> {
+        Self::iter(start).position(|link| !link.policy.allows(intent))
     }
 }
 
