@@ -224,7 +224,7 @@ impl<T> StubFmt<T> for &Probe<T> {
     }
 }
 
-/// What generated `my_task::enqueue(..)` calls: [`crate::enqueue`] of
+/// What generated `my_task::enqueue(..)` calls: [`crate::enqueue()`] of
 /// `Intent::new::<T>(args)`, minus the intermediate intent in the common case.
 #[track_caller]
 #[inline]
