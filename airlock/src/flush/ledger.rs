@@ -29,6 +29,9 @@ pub(crate) struct Ledger {
     /// Whether `all` changed since the entries were written, so their own
     /// fates are out of date.
     stale: bool,
+    /// Intents handed on with no entry, because nobody can read them (see
+    /// [`Report`](crate::flush::Report)); counted so logs stay truthful.
+    unrecorded: usize,
     fates: Vec<Fate>,
     records: OnceLock<Arc<[IntentRecord]>>,
 }
@@ -81,6 +84,7 @@ impl Ledger {
             entries,
             all: None,
             stale: false,
+            unrecorded: 0,
             fates: Vec::new(),
             records: OnceLock::new(),
         }
@@ -174,9 +178,14 @@ impl Ledger {
         self.all.unwrap_or(e.fate)
     }
 
-    /// How many intents are noted.
+    /// Counts `n` intents handed on without entries.
+    pub(crate) fn note_unrecorded(&mut self, n: usize) {
+        self.unrecorded += n;
+    }
+
+    /// How many intents are noted, recorded or not.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.unrecorded
     }
 
     /// The task names of the entries whose fate matches `pred`, in order,

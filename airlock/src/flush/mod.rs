@@ -257,12 +257,27 @@ impl Drop for PreparedFlush {
     }
 }
 
+/// Whether the caller of a flush reads its report. `Scope::run` and its
+/// kin drop it (they only look at an error), so when nothing else can read
+/// the scope either, a nested scope handing every intent to its parent
+/// keeps no record of each: its parent records them again anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Report {
+    /// The report goes to the caller.
+    Returned,
+    /// The caller drops the report unread.
+    Dropped,
+}
+
 /// Ends `core` logically and filters it; see the module docs.
-pub(crate) fn prepare(mut core: Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
+pub(crate) fn prepare(mut core: Arc<ScopeCore>, report: Report) -> Result<PreparedFlush, Error> {
     let buffer = core.close()?;
     let mut ledger = Ledger::with_capacity(buffer.as_slice().len());
     if core.parent.is_some() {
-        let candidates = route_to_ancestors(&core, buffer, &mut ledger)?;
+        // Handles and nested scopes hold the scope too, and may read its
+        // records; with none of them, the report is the only reader.
+        let unread = report == Report::Dropped && Arc::strong_count(&core) == 1;
+        let candidates = route_to_ancestors(&core, buffer, &mut ledger, unread)?;
         filter(core, ledger, candidates)
     } else {
         let buffered = ledger.fate(Fate::Buffered);
@@ -380,60 +395,84 @@ fn filter(
 
 /// Hands each intent of a nested scope to the nearest ancestor that captures
 /// it; intents every ancestor lets through are returned as dispatch candidates.
+/// When `unread`, intents the parent takes are counted, not recorded.
 fn route_to_ancestors(
     core: &Arc<ScopeCore>,
     buffer: Buffer,
     ledger: &mut Ledger,
+    unread: bool,
 ) -> Result<(Buffer, Positions), Error> {
     let info = &core.info;
     let ancestors: Vec<&Arc<ScopeCore>> = core.ancestors().collect();
-    // Which ancestor captures each intent (`NONE`: every one lets it through).
+    let parent = ancestors[0];
+    // Which ancestor captures each intent (`NONE`: every one lets it
+    // through), asking them in order. Listed only once an intent escapes the
+    // parent: usually (the default behaviour) the parent takes them all.
     const NONE: usize = usize::MAX;
-    let takers: Vec<usize> = buffer
-        .as_slice()
-        .iter()
-        .map(|intent| {
-            ancestors
+    let intents = buffer.as_slice();
+    let mut escaped: Option<Vec<usize>> = None;
+    for (k, intent) in intents.iter().enumerate() {
+        let taker = if !parent.behavior.allow_descendant_dispatch(info, intent) {
+            0
+        } else {
+            ancestors[1..]
                 .iter()
                 .position(|a| !a.behavior.allow_descendant_dispatch(info, intent))
-                .unwrap_or(NONE)
-        })
-        .collect();
+                .map_or(NONE, |above| above + 1)
+        };
+        match &mut escaped {
+            None if taker == 0 => {}
+            None => {
+                let mut takers = Vec::with_capacity(intents.len());
+                takers.resize(k, 0);
+                takers.push(taker);
+                escaped = Some(takers);
+            }
+            Some(takers) => takers.push(taker),
+        }
+    }
 
     let mut candidates = Vec::new();
     let mut candidate_entries = Vec::new();
     let mut captured: Vec<(Buffer, Positions)> = Vec::with_capacity(ancestors.len());
-    if takers.iter().all(|&a| a == 0) {
-        // The common case (the default behaviour): the parent takes them all.
-        // Hand the buffer over whole, so capture costs a ledger entry per
-        // intent and no copying, whatever the nesting depth.
-        let by = ledger.fate(Fate::Captured {
-            by: ancestors[0].info.clone(),
-        });
-        ledger.note_all(buffer.as_slice(), info.id, by);
-        let positions = Positions::First(buffer.as_slice().len());
-        captured.push((buffer, positions));
-    } else {
-        let mut split: Vec<(Vec<Intent>, Vec<usize>)> =
-            (0..ancestors.len()).map(|_| Default::default()).collect();
-        let buffered = ledger.fate(Fate::Buffered);
-        for (intent, taker) in buffer.into_intents().into_iter().zip(takers) {
-            if taker == NONE {
-                candidate_entries.push(ledger.note(&intent, info.id, buffered));
-                candidates.push(intent);
+    match escaped {
+        None => {
+            // Hand the buffer over whole, so capture costs a ledger entry per
+            // intent and no copying, whatever the nesting depth.
+            let positions = if unread {
+                ledger.note_unrecorded(buffer.as_slice().len());
+                Positions::First(0)
             } else {
                 let by = ledger.fate(Fate::Captured {
-                    by: ancestors[taker].info.clone(),
+                    by: parent.info.clone(),
                 });
-                split[taker].1.push(ledger.note(&intent, info.id, by));
-                split[taker].0.push(intent);
-            }
+                ledger.note_all(buffer.as_slice(), info.id, by);
+                Positions::First(buffer.as_slice().len())
+            };
+            captured.push((buffer, positions));
         }
-        captured.extend(
-            split
-                .into_iter()
-                .map(|(intents, entries)| (Buffer::of(intents), Positions::Listed(entries))),
-        );
+        Some(takers) => {
+            let mut split: Vec<(Vec<Intent>, Vec<usize>)> =
+                (0..ancestors.len()).map(|_| Default::default()).collect();
+            let buffered = ledger.fate(Fate::Buffered);
+            for (intent, taker) in buffer.into_intents().into_iter().zip(takers) {
+                if taker == NONE {
+                    candidate_entries.push(ledger.note(&intent, info.id, buffered));
+                    candidates.push(intent);
+                } else {
+                    let by = ledger.fate(Fate::Captured {
+                        by: ancestors[taker].info.clone(),
+                    });
+                    split[taker].1.push(ledger.note(&intent, info.id, by));
+                    split[taker].0.push(intent);
+                }
+            }
+            captured.extend(
+                split
+                    .into_iter()
+                    .map(|(intents, entries)| (Buffer::of(intents), Positions::Listed(entries))),
+            );
+        }
     }
 
     let mut lost = Vec::new();

@@ -10,7 +10,7 @@ use std::sync::{Arc, MutexGuard};
 
 use crate::context::{self, Frame, FrameGuard};
 use crate::error::Error;
-use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush};
+use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush, Report};
 use crate::intent::Intent;
 use crate::scope::core::{ScopeCore, ScopeState};
 use crate::scope::{
@@ -151,7 +151,11 @@ impl ActiveScope {
     /// panics while filtering (nothing is dispatched), [`Error::ParentClosed`]
     /// if a nested scope outlived its parent.
     pub fn flush(self) -> Result<FlushReport, Error> {
-        self.prepare_flush()?.dispatch()
+        self.flush_for(Report::Returned)
+    }
+
+    fn flush_for(mut self, report: Report) -> Result<FlushReport, Error> {
+        flush::prepare(self.end_core(), report)?.dispatch()
     }
 
     /// Flushes through the executor's async path, so the in-process executor
@@ -160,7 +164,15 @@ impl ActiveScope {
     /// # Errors
     /// As [`flush`](Self::flush).
     pub async fn flush_async(self) -> Result<FlushReport, Error> {
-        self.prepare_flush()?.dispatch_async().await
+        self.flush_async_for(Report::Returned).await
+    }
+
+    /// [`flush_async`](Self::flush_async) for a caller that says whether it
+    /// reads the report.
+    pub(crate) async fn flush_async_for(mut self, report: Report) -> Result<FlushReport, Error> {
+        flush::prepare(self.end_core(), report)?
+            .dispatch_async()
+            .await
     }
 
     /// Ends the scope logically and filters it, leaving the dispatch to the
@@ -170,7 +182,7 @@ impl ActiveScope {
     /// # Errors
     /// [`Error::PolicyPanicked`] or [`Error::ParentClosed`]; see [`flush`](Self::flush).
     pub fn prepare_flush(mut self) -> Result<PreparedFlush, Error> {
-        flush::prepare(self.end_core())
+        flush::prepare(self.end_core(), Report::Returned)
     }
 
     /// Ends the scope, discarding every buffered intent.
@@ -196,7 +208,7 @@ impl ActiveScope {
     /// so (outside the unwind: the caller caught the panic), else discards.
     pub(crate) fn finish_panicked(self) {
         if self.should_flush(Outcome::Panic) {
-            if let Err(error) = self.flush() {
+            if let Err(error) = self.flush_for(Report::Dropped) {
                 tracing::error!(target: "airlock::scope", %error, "flush after a panic failed");
             }
         } else {
@@ -212,7 +224,12 @@ impl ActiveScope {
         } else {
             Outcome::Error
         };
-        match self.end(outcome) {
+        let ended = if self.should_flush(outcome) {
+            self.flush_for(Report::Dropped)
+        } else {
+            Ok(self.discard_with(DiscardReason::from(outcome)))
+        };
+        match ended {
             Ok(_) => output,
             Err(error) => output.absorb_flush_error(error),
         }

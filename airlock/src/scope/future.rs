@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::error::Error;
-use crate::flush::FlushReport;
+use crate::flush::{FlushReport, Report};
 use crate::scope::active::enter_core;
 use crate::scope::{ActiveScope, DiscardReason, Outcome, Scope, ScopeHandle, ScopeOutput};
 use crate::task::BoxFuture;
@@ -151,7 +151,7 @@ where
                         return Poll::Ready(finished.resume());
                     }
                     *this.state = State::Flushing {
-                        flush: Box::pin(active.flush_async()),
+                        flush: Box::pin(active.flush_async_for(Report::Dropped)),
                         finished: Some(finished),
                     };
                 }
