@@ -332,19 +332,22 @@ fn filter(
         }
         if verdicts.iter().any(|&verdict| verdict != 0) {
             // The fate each refusing policy gives, found by identity: a
-            // policy usually drops many intents.
-            let mut fates: Vec<(&PolicyLink, FateRef)> = Vec::new();
-            // Survivors' indices are written over the verdicts already read.
-            let mut kept = 0;
-            for k in 0..verdicts.len() {
-                if verdicts[k] == 0 {
-                    verdicts[kept] = k;
+            // policy usually drops many intents. The link is held, since the
+            // intents that lead to it are dropped as we go.
+            let mut fates: Vec<(Arc<PolicyLink>, FateRef)> = Vec::new();
+            // One pass: each refused intent gets its fate and is dropped;
+            // each survivor's index is written over the verdicts already read.
+            let (mut k, mut kept) = (0, 0);
+            intents.retain(|intent| {
+                let verdict = verdicts[k];
+                let position = positions.get(k);
+                k += 1;
+                if verdict == 0 {
+                    verdicts[kept] = k - 1;
                     kept += 1;
-                    continue;
+                    return true;
                 }
-                let intent = &intents[k];
-                let link = PolicyLink::iter(intent.chain.as_ref())
-                    .nth(verdicts[k] - 1)
+                let link = PolicyLink::nth(intent.chain.as_ref(), verdict - 1)
                     .expect("the refusing link is in the intent's chain");
                 tracing::debug!(
                     target: "airlock::policy",
@@ -352,27 +355,21 @@ fn filter(
                     policy = %link.name,
                     "intent dropped by policy"
                 );
-                let dropped = match fates.iter().find(|(l, _)| std::ptr::eq(*l, link)) {
+                let dropped = match fates.iter().find(|(l, _)| Arc::ptr_eq(l, link)) {
                     Some(&(_, fate)) => fate,
                     None => {
                         let fate = ledger.fate(Fate::Dropped {
                             policy: Arc::clone(&link.name),
                             source: link.source.clone(),
                         });
-                        fates.push((link, fate));
+                        fates.push((Arc::clone(link), fate));
                         fate
                     }
                 };
-                ledger.set(positions.get(k), dropped);
-            }
-            verdicts.truncate(kept);
-            let mut survivor = verdicts.iter().copied().peekable();
-            let mut k = 0;
-            intents.retain(|_| {
-                let kept = survivor.next_if_eq(&k).is_some();
-                k += 1;
-                kept
+                ledger.set(position, dropped);
+                false
             });
+            verdicts.truncate(kept);
             // From survivors' indices to their ledger entries.
             if let Positions::Listed(entries) = &positions {
                 verdicts.iter_mut().for_each(|s| *s = entries[*s]);

@@ -85,6 +85,11 @@ impl PolicyLink {
         })
     }
 
+    /// The link `n` steps down the chain from `start` (0: `start` itself).
+    pub(crate) fn nth(start: Option<&Arc<PolicyLink>>, n: usize) -> Option<&Arc<PolicyLink>> {
+        std::iter::successors(start, |link| link.next.as_ref()).nth(n)
+    }
+
     /// Where the first link whose `allows` refuses the intent sits in the
     /// chain from `start` (0: `start` itself), innermost first.
     pub(crate) fn first_refusal_at(
