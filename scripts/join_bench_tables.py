@@ -157,7 +157,8 @@ def main():
     )
     print(
         "[^block]: airlock-py's `BlockTasks` matches the task's name (a string "
-        "derived per intent at flush); airlock's matches the task handle."
+        "derived per intent at flush); airlock's compares the task's registered name "
+        "(a static string every intent carries) with a short sorted list."
     )
     print(
         "[^nest]: both capture a nested scope's intents into its parent and dispatch "
