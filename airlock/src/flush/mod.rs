@@ -407,27 +407,28 @@ fn route_to_ancestors(
     // parent: usually (the default behaviour) the parent takes them all.
     const NONE: usize = usize::MAX;
     let intents = buffer.as_slice();
-    let mut escaped: Option<Vec<usize>> = None;
-    for (k, intent) in intents.iter().enumerate() {
-        let taker = if !parent.behavior.allow_descendant_dispatch(info, intent) {
-            0
-        } else {
+    let parent_behavior = &*parent.behavior;
+    let first_escape = intents
+        .iter()
+        .position(|intent| parent_behavior.allow_descendant_dispatch(info, intent));
+    let escaped = first_escape.map(|first| {
+        let above = |intent: &Intent| {
             ancestors[1..]
                 .iter()
                 .position(|a| !a.behavior.allow_descendant_dispatch(info, intent))
-                .map_or(NONE, |above| above + 1)
+                .map_or(NONE, |n| n + 1)
         };
-        match &mut escaped {
-            None if taker == 0 => {}
-            None => {
-                let mut takers = Vec::with_capacity(intents.len());
-                takers.resize(k, 0);
-                takers.push(taker);
-                escaped = Some(takers);
+        let mut takers = vec![0; first];
+        takers.push(above(&intents[first]));
+        takers.extend(intents[first + 1..].iter().map(|intent| {
+            if parent_behavior.allow_descendant_dispatch(info, intent) {
+                above(intent)
+            } else {
+                0
             }
-            Some(takers) => takers.push(taker),
-        }
-    }
+        }));
+        takers
+    });
 
     let mut candidates = Vec::new();
     let mut candidate_entries = Vec::new();
