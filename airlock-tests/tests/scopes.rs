@@ -507,6 +507,45 @@ fn allow_descendant_dispatch_lets_some_nested_intents_out_early() {
     assert_eq!(*asked.lock().unwrap(), ["inner:record", "inner:cascade"]);
 }
 
+/// Says it captures everything, so its per-intent hook must never be asked.
+#[derive(Debug, Default)]
+struct CapturesAll {
+    asked: Arc<Mutex<usize>>,
+}
+
+impl ScopeBehavior for CapturesAll {
+    fn allow_descendant_dispatch(&self, _: &ScopeInfo, _: &Intent) -> bool {
+        *self.asked.lock().unwrap() += 1;
+        true
+    }
+
+    fn captures_all_descendants(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_behaviour_that_captures_all_descendants_is_not_asked_per_intent() {
+    let t = tag("captures-all");
+    let behavior = CapturesAll::default();
+    let asked = Arc::clone(&behavior.asked);
+    let result: airlock::Result<()> = Scope::new().behavior(behavior).run(|| {
+        let inner: airlock::Result<()> = Scope::new().run(|| {
+            record::enqueue(t.clone(), 1)?;
+            record::enqueue(t.clone(), 2)?;
+            Ok(())
+        });
+        inner?;
+        // Captured, although the hook would have let them out.
+        assert!(runs(&t).is_empty());
+        assert_eq!(airlock::current().unwrap().intents().captured().count(), 2);
+        Ok(())
+    });
+    result.unwrap();
+    assert_eq!(runs(&t), ["record(1)", "record(2)"]);
+    assert_eq!(*asked.lock().unwrap(), 0);
+}
+
 #[test]
 fn early_dispatch_needs_every_ancestor_and_still_passes_their_policies() {
     // The nearest ancestor captures: the record waits for the middle scope.

@@ -408,9 +408,13 @@ fn route_to_ancestors(
     const NONE: usize = usize::MAX;
     let intents = buffer.as_slice();
     let parent_behavior = &*parent.behavior;
-    let first_escape = intents
-        .iter()
-        .position(|intent| parent_behavior.allow_descendant_dispatch(info, intent));
+    let first_escape = if parent_behavior.captures_all_descendants() {
+        None
+    } else {
+        intents
+            .iter()
+            .position(|intent| parent_behavior.allow_descendant_dispatch(info, intent))
+    };
     let escaped = first_escape.map(|first| {
         let above = |intent: &Intent| {
             ancestors[1..]

@@ -67,13 +67,26 @@ pub trait ScopeBehavior: fmt::Debug + Send + Sync + 'static {
         let _ = (exiting, intent);
         false
     }
+
+    /// Whether [`allow_descendant_dispatch`](Self::allow_descendant_dispatch)
+    /// says `false` to every intent, so a descendant ending need not ask it
+    /// intent by intent. Default: `false` (ask). Return `true` only from a
+    /// behaviour that keeps the default `allow_descendant_dispatch`, as the
+    /// built-in ones do.
+    fn captures_all_descendants(&self) -> bool {
+        false
+    }
 }
 
 /// The default behaviour: flush on success, capture every descendant's intents.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultBehavior;
 
-impl ScopeBehavior for DefaultBehavior {}
+impl ScopeBehavior for DefaultBehavior {
+    fn captures_all_descendants(&self) -> bool {
+        true
+    }
+}
 
 /// Flush whatever the outcome, except cancellation: for scopes whose intents
 /// report failures (alerts, audit logs).
@@ -83,5 +96,9 @@ pub struct AlwaysFlush;
 impl ScopeBehavior for AlwaysFlush {
     fn should_flush(&self, outcome: Outcome) -> bool {
         outcome != Outcome::Cancelled
+    }
+
+    fn captures_all_descendants(&self) -> bool {
+        true
     }
 }
