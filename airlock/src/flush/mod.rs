@@ -26,7 +26,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::policy::chain::{in_policy, PolicyLink};
 use crate::scope::core::ScopeCore;
-use crate::scope::{DiscardReason, ScopePhase};
+use crate::scope::{DiscardReason, ScopeId, ScopePhase};
 
 pub(crate) use ledger::{FateRef, Ledger, Positions};
 pub use report::{DispatchFailure, Fate, FlushReport, IntentRecord};
@@ -277,26 +277,44 @@ pub(crate) fn prepare(mut core: Arc<ScopeCore>, report: Report) -> Result<Prepar
         // Handles and nested scopes hold the scope too, and may read its
         // records; with none of them, the report is the only reader.
         let unread = report == Report::Dropped && Arc::strong_count(&core) == 1;
-        let candidates = route_to_ancestors(&core, buffer, &mut ledger, unread)?;
-        filter(core, ledger, candidates)
+        let (candidates, positions) = route_to_ancestors(&core, buffer, &mut ledger, unread)?;
+        filter(core, ledger, candidates, Entries::Noted(positions))
     } else {
-        let buffered = ledger.fate(Fate::Buffered);
-        ledger.note_all(buffer.as_slice(), core.info.id, buffered);
-        let positions = Positions::First(buffer.as_slice().len());
-        filter(core, ledger, (buffer, positions))
+        let scope = core.info.id;
+        filter(core, ledger, buffer, Entries::Unnoted(scope))
     }
+}
+
+/// The ledger entries of a flush's candidates.
+enum Entries {
+    /// Noted already (a nested scope's candidates), at these positions.
+    Noted(Positions),
+    /// Not noted yet (an outermost scope's buffer, all its own or captured
+    /// by it from scope `.0`'s descendants): the filter notes each candidate
+    /// in order as it decides, in the pass it makes over them anyway.
+    Unnoted(ScopeId),
 }
 
 /// Pass 1 of 2: asks every policy about every candidate before anything is
 /// dispatched, and keeps the survivors (in place: no second buffer).
-/// `candidates` are the intents and their ledger entries.
 fn filter(
     core: Arc<ScopeCore>,
     mut ledger: Ledger,
-    (candidates, mut positions): (Buffer, Positions),
+    candidates: Buffer,
+    entries: Entries,
 ) -> Result<PreparedFlush, Error> {
     let policed = candidates.is_policed();
     let mut intents = candidates.into_intents();
+    // With `unnoted`, entry `k` will be candidate `k`'s.
+    let (mut positions, unnoted) = match entries {
+        Entries::Noted(positions) => (positions, None),
+        Entries::Unnoted(scope) if !policed => {
+            let buffered = ledger.fate(Fate::Buffered);
+            ledger.note_all(&intents, scope, buffered);
+            (Positions::First(intents.len()), None)
+        }
+        Entries::Unnoted(scope) => (Positions::First(intents.len()), Some(scope)),
+    };
     if policed {
         // Per intent: 0 if every policy allows it, else 1 + where the
         // refusing link sits in its chain. A plain list of numbers, so the
@@ -316,7 +334,10 @@ fn filter(
             let message = panic_message(&*panic);
             let reason = DiscardReason::PolicyPanicked(message.clone());
             let discarded = ledger.fate(Fate::Discarded(reason.clone()));
-            ledger.set_each(&positions, discarded);
+            match unnoted {
+                Some(scope) => ledger.note_all(&intents, scope, discarded),
+                None => ledger.set_each(&positions, discarded),
+            }
             tracing::error!(
                 target: "airlock::flush",
                 scope = %info,
@@ -335,6 +356,7 @@ fn filter(
             // policy usually drops many intents. The link is held, since the
             // intents that lead to it are dropped as we go.
             let mut fates: Vec<(Arc<PolicyLink>, FateRef)> = Vec::new();
+            let buffered = ledger.fate(Fate::Buffered);
             // One pass: each refused intent gets its fate and is dropped;
             // each survivor's index is written over the verdicts already read.
             let (mut k, mut kept) = (0, 0);
@@ -343,6 +365,9 @@ fn filter(
                 let position = positions.get(k);
                 k += 1;
                 if verdict == 0 {
+                    if let Some(scope) = unnoted {
+                        ledger.note(intent, scope, buffered);
+                    }
                     verdicts[kept] = k - 1;
                     kept += 1;
                     return true;
@@ -366,7 +391,12 @@ fn filter(
                         fate
                     }
                 };
-                ledger.set(position, dropped);
+                match unnoted {
+                    Some(scope) => {
+                        ledger.note(intent, scope, dropped);
+                    }
+                    None => ledger.set(position, dropped),
+                }
                 false
             });
             verdicts.truncate(kept);
@@ -376,6 +406,10 @@ fn filter(
             }
             positions = Positions::Listed(verdicts);
         } else {
+            if let Some(scope) = unnoted {
+                let buffered = ledger.fate(Fate::Buffered);
+                ledger.note_all(&intents, scope, buffered);
+            }
             // Handed back to the spares as a list of positions.
             drop(Positions::Listed(verdicts));
         }
