@@ -144,9 +144,6 @@ impl Stack {
                 Some(self.entries.remove(pos))
             }
         }?;
-        if let (true, Some(scope)) = (entry.owned, &entry.frame.scope) {
-            scope.owner_left();
-        }
         Some(entry)
     }
 }
@@ -201,19 +198,36 @@ impl Drop for FrameGuard {
             .ok()
             .flatten();
         if let Some(entry) = entry {
+            if let (true, Some(scope)) = (entry.owned, &entry.frame.scope) {
+                scope.owner_left();
+            }
             entry.publish();
         }
+    }
+}
+
+impl FrameGuard {
+    /// Pops the frame of a scope whose owner ends it right away, handing
+    /// over what it buffered instead of publishing it: the scope takes it
+    /// as it closes, without locking twice.
+    pub(crate) fn into_pending(self) -> Buffer {
+        let id = self.id;
+        std::mem::forget(self);
+        let entry = STACK
+            .try_with(|stack| stack.borrow_mut().remove(id))
+            .ok()
+            .flatten();
+        // The entry (and its reference to the scope) drops here, outside
+        // the stack's borrow.
+        entry
+            .map(|mut entry| entry.pending.take())
+            .unwrap_or_default()
     }
 }
 
 impl Entry {
     /// Moves the intents buffered in this entry into its scope's buffer.
     fn publish(mut self) {
-        self.publish_in_place();
-    }
-
-    #[inline]
-    fn publish_in_place(&mut self) {
         if self.pending.is_empty() {
             return;
         }
@@ -299,9 +313,10 @@ impl TaskFrame {
         }
     }
 
-    /// After a task: the scope it created, if any, with the frame popped so
-    /// the scope can end outside it. Otherwise the frame stays for the next task.
-    pub(crate) fn leave(&mut self) -> Option<Arc<ScopeCore>> {
+    /// After a task: the scope it created, if any, and what the task
+    /// buffered in it, with the frame popped so the scope can end outside it.
+    /// Otherwise the frame stays for the next task.
+    pub(crate) fn leave(&mut self) -> Option<(Arc<ScopeCore>, Buffer)> {
         if !self.slot.created.replace(false) {
             return None;
         }
@@ -309,9 +324,8 @@ impl TaskFrame {
         let id = guard.id;
         std::mem::forget(guard);
         let mut entry = STACK.with(|stack| stack.borrow_mut().remove(id))?;
-        let scope = entry.frame.scope.clone();
-        entry.publish_in_place();
-        scope
+        let scope = entry.frame.scope.take()?;
+        Some((scope, entry.pending.take()))
     }
 }
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::buffer;
+use crate::buffer::{self, Buffer};
 use crate::config;
 use crate::context::TaskFrame;
 use crate::error::BoxError;
@@ -162,20 +162,21 @@ fn run_sync(intent: Intent, limit: u32, frame: &mut TaskFrame) -> Result<(), Box
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(args)));
     match frame.leave() {
         None => outcome.unwrap_or_else(|panic| Err(panicked(task.name(), &*panic))),
-        Some(core) => end_task_scope(core, task, outcome),
+        Some(ended) => end_task_scope(ended, task, outcome),
     }
 }
 
 /// Ends the scope a sync task created, as the task ended.
 #[cold]
 fn end_task_scope(
-    core: Arc<ScopeCore>,
+    (core, pending): (Arc<ScopeCore>, Buffer),
     task: &TaskDef,
     outcome: std::thread::Result<Result<(), BoxError>>,
 ) -> Result<(), BoxError> {
     match outcome {
-        Ok(result) => ActiveScope::from_core(core).finish(result),
+        Ok(result) => ActiveScope::from_core(core).finish_with(result, pending),
         Err(panic) => {
+            core.publish(pending);
             ActiveScope::from_core(core).finish_panicked();
             Err(panicked(task.name(), &*panic))
         }

@@ -270,8 +270,13 @@ pub(crate) enum Report {
 }
 
 /// Ends `core` logically and filters it; see the module docs.
-pub(crate) fn prepare(mut core: Arc<ScopeCore>, report: Report) -> Result<PreparedFlush, Error> {
-    let buffer = core.close()?;
+/// `pending` is what the owner's frame buffered and has not published.
+pub(crate) fn prepare(
+    mut core: Arc<ScopeCore>,
+    report: Report,
+    pending: Buffer,
+) -> Result<PreparedFlush, Error> {
+    let buffer = core.close(pending)?;
     let mut ledger = Ledger::with_capacity(buffer.as_slice().len());
     if core.parent.is_some() {
         // Handles and nested scopes hold the scope too, and may read its

@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::{Arc, MutexGuard};
 
+use crate::buffer::Buffer;
 use crate::context::{self, Frame, FrameGuard};
 use crate::error::Error;
 use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush, Report};
@@ -151,11 +152,12 @@ impl ActiveScope {
     /// panics while filtering (nothing is dispatched), [`Error::ParentClosed`]
     /// if a nested scope outlived its parent.
     pub fn flush(self) -> Result<FlushReport, Error> {
-        self.flush_for(Report::Returned)
+        self.flush_for(Report::Returned, Buffer::default())
     }
 
-    fn flush_for(mut self, report: Report) -> Result<FlushReport, Error> {
-        flush::prepare(self.end_core(), report)?.dispatch()
+    /// Flushes, with what the owner's frame still holds (`pending`).
+    fn flush_for(mut self, report: Report, pending: Buffer) -> Result<FlushReport, Error> {
+        flush::prepare(self.end_core(), report, pending)?.dispatch()
     }
 
     /// Flushes through the executor's async path, so the in-process executor
@@ -170,7 +172,7 @@ impl ActiveScope {
     /// [`flush_async`](Self::flush_async) for a caller that says whether it
     /// reads the report.
     pub(crate) async fn flush_async_for(mut self, report: Report) -> Result<FlushReport, Error> {
-        flush::prepare(self.end_core(), report)?
+        flush::prepare(self.end_core(), report, Buffer::default())?
             .dispatch_async()
             .await
     }
@@ -182,7 +184,7 @@ impl ActiveScope {
     /// # Errors
     /// [`Error::PolicyPanicked`] or [`Error::ParentClosed`]; see [`flush`](Self::flush).
     pub fn prepare_flush(mut self) -> Result<PreparedFlush, Error> {
-        flush::prepare(self.end_core(), Report::Returned)
+        flush::prepare(self.end_core(), Report::Returned, Buffer::default())
     }
 
     /// Ends the scope, discarding every buffered intent.
@@ -208,7 +210,7 @@ impl ActiveScope {
     /// so (outside the unwind: the caller caught the panic), else discards.
     pub(crate) fn finish_panicked(self) {
         if self.should_flush(Outcome::Panic) {
-            if let Err(error) = self.flush_for(Report::Dropped) {
+            if let Err(error) = self.flush_for(Report::Dropped, Buffer::default()) {
                 tracing::error!(target: "airlock::scope", %error, "flush after a panic failed");
             }
         } else {
@@ -217,16 +219,18 @@ impl ActiveScope {
     }
 
     /// Ends the scope for a body that returned `output`, and folds a flush
-    /// error into it.
-    pub(crate) fn finish<R: ScopeOutput>(self, output: R) -> R {
+    /// error into it. `pending` is what the owner's frame buffered and handed
+    /// over as it was popped ([`EnterGuard::leave`]).
+    pub(crate) fn finish_with<R: ScopeOutput>(self, output: R, pending: Buffer) -> R {
         let outcome = if output.is_success() {
             Outcome::Success
         } else {
             Outcome::Error
         };
         let ended = if self.should_flush(outcome) {
-            self.flush_for(Report::Dropped)
+            self.flush_for(Report::Dropped, pending)
         } else {
+            self.core().publish(pending);
             Ok(self.discard_with(DiscardReason::from(outcome)))
         };
         match ended {
@@ -272,6 +276,14 @@ pub(crate) fn enter_core(core: &Arc<ScopeCore>) -> FrameGuard {
 pub struct EnterGuard<'a> {
     _frame: FrameGuard,
     _scope: PhantomData<&'a ActiveScope>,
+}
+
+impl EnterGuard<'_> {
+    /// Leaves the scope, handing over what this frame buffered instead of
+    /// publishing it: for an owner about to end the scope.
+    pub(crate) fn leave(self) -> Buffer {
+        self._frame.into_pending()
+    }
 }
 
 impl fmt::Debug for EnterGuard<'_> {

@@ -265,22 +265,26 @@ impl ScopeCore {
     /// Usually the caller holds the only reference left (the owner's frame
     /// is popped, no handle or nested scope is alive): nobody can race, no
     /// thread holds intents for it, and the state is reached without the lock.
-    pub(crate) fn close(self: &mut Arc<Self>) -> Result<Buffer, Error> {
+    ///
+    /// `pending` holds what the owner's frame buffered, handed over as the
+    /// owner popped it (see [`FrameGuard::into_pending`](context::FrameGuard::into_pending)).
+    pub(crate) fn close(self: &mut Arc<Self>, pending: Buffer) -> Result<Buffer, Error> {
         if let Some(core) = Arc::get_mut(self) {
             let state = core
                 .state
                 .get_mut()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            return Self::close_state(&core.info, &core.phase, state);
+            return Self::close_state(&core.info, &core.phase, state, pending);
         }
         let mut state = self.state_with_pending();
-        Self::close_state(&self.info, &self.phase, &mut state)
+        Self::close_state(&self.info, &self.phase, &mut state, pending)
     }
 
     fn close_state(
         info: &ScopeInfo,
         phase: &AtomicU8,
         state: &mut ScopeState,
+        pending: Buffer,
     ) -> Result<Buffer, Error> {
         if state.phase != ScopePhase::Open {
             return Err(Error::State(format!(
@@ -290,6 +294,7 @@ impl ScopeCore {
         }
         state.phase = ScopePhase::Flushing;
         phase.store(ScopePhase::Flushing as u8, Ordering::Release);
+        state.buffer.capture(pending);
         Ok(state.buffer.take())
     }
 

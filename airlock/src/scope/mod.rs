@@ -336,11 +336,12 @@ impl Scope {
         // behaviour that flushes on panic (`AlwaysFlush`) flushes outside the
         // unwinding, then let the panic continue.
         let output = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let _entered = active.enter();
-            body()
+            let entered = active.enter();
+            let output = body();
+            (output, entered.leave())
         }));
         match output {
-            Ok(output) => active.finish(output),
+            Ok((output, pending)) => active.finish_with(output, pending),
             Err(panic) => {
                 active.finish_panicked();
                 std::panic::resume_unwind(panic)
