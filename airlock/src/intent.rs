@@ -6,11 +6,12 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
+use crate::id_blocks::IdBlocks;
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::policy::Policy;
 use crate::scope::ScopeId;
@@ -21,25 +22,22 @@ use crate::task::{ErasedArgs, Task, TaskDef};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IntentId(u64);
 
-// Ids come from per-thread blocks of one process-wide counter, so creating an
-// intent takes no atomic operation (one per `ID_BLOCK` ids). Blocks make ids
-// increase per thread, not across threads; the scope restores enqueue order
-// where threads meet (see `ScopeCore::order` and `ScopeCore::try_push`).
-
-/// How many ids a thread takes from the process-wide counter at a time.
-const ID_BLOCK: u64 = 1024;
-
-/// Every id handed out so far, or in a block claimed so far, is below it.
+// Ids come from per-thread blocks (see `id_blocks`), so creating an intent
+// takes no atomic operation. Blocks make ids increase per thread, not across
+// threads; the scope restores enqueue order where threads meet (see
+// `ScopeCore::order` and `ScopeCore::try_push`).
+static IDS: IdBlocks = IdBlocks {
+    next_block: &NEXT_BLOCK,
+    local: &THREAD_BLOCK,
+};
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
-
 thread_local! {
-    /// This thread's block: the next id to hand out and the end of the block.
-    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    static THREAD_BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// The bound below every id created on this thread so far.
+/// The bound below every intent id created on this thread so far.
 pub(crate) fn id_clock() -> u64 {
-    IDS.try_with(|ids| ids.get().0).unwrap_or(0)
+    IDS.clock()
 }
 
 impl IntentId {
@@ -53,22 +51,7 @@ impl IntentId {
     /// `u64::MAX` for "above every id handed out so far, on any thread").
     #[inline]
     pub(crate) fn at_least(clock: u64) -> Self {
-        let id = IDS
-            .try_with(|ids| {
-                let (next, end) = ids.get();
-                if next >= clock && next < end {
-                    ids.set((next + 1, end));
-                    next
-                } else {
-                    // A new block starts above every claimed one, so above `clock`.
-                    let start = NEXT_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
-                    ids.set((start + 1, start + ID_BLOCK));
-                    start
-                }
-            })
-            // The thread-local is gone (thread teardown).
-            .unwrap_or_else(|_| NEXT_BLOCK.fetch_add(1, Ordering::Relaxed));
-        IntentId(id)
+        IntentId(IDS.next(clock))
     }
 
     /// The numeric value.

@@ -29,7 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU64;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 pub use active::{current, ActiveScope, EnterGuard, HandleGuard, IntentsGuard, ScopeHandle};
@@ -38,6 +38,7 @@ pub use future::{Bound, ScopedFuture};
 
 use crate::error::Error;
 use crate::executor::Executor;
+use crate::id_blocks::IdBlocks;
 use crate::policy::Policy;
 
 /// A process-unique scope identifier.
@@ -45,30 +46,19 @@ use crate::policy::Policy;
 pub struct ScopeId(NonZeroU64);
 
 impl ScopeId {
-    /// A new id: from this thread's block of ids, so starting a scope takes
-    /// no atomic operation (one per `BLOCK` scopes). Ids are unique; they do
+    /// A new id, from this thread's block of ids (see `id_blocks`), so
+    /// starting a scope takes no atomic operation. Ids are unique; they do
     /// not say which of two scopes on different threads started first.
     fn next() -> Self {
-        const BLOCK: u64 = 1024;
         static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
         thread_local! {
-            /// The next id of this thread's block and the end of the block.
-            static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+            static THREAD_BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
         }
-        let id = IDS
-            .try_with(|ids| {
-                let (next, end) = ids.get();
-                if next < end {
-                    ids.set((next + 1, end));
-                    next
-                } else {
-                    let start = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
-                    ids.set((start + 1, start + BLOCK));
-                    start
-                }
-            })
-            // The thread-local is gone (thread teardown).
-            .unwrap_or_else(|_| NEXT_BLOCK.fetch_add(1, Ordering::Relaxed));
+        static IDS: IdBlocks = IdBlocks {
+            next_block: &NEXT_BLOCK,
+            local: &THREAD_BLOCK,
+        };
+        let id = IDS.next(0);
         ScopeId(NonZeroU64::new(id).expect("scope ids start at 1 and do not wrap"))
     }
 }
