@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
-use crate::id_blocks::IdBlocks;
+use crate::id_blocks;
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::policy::Policy;
 use crate::scope::ScopeId;
@@ -26,10 +26,6 @@ pub struct IntentId(u64);
 // takes no atomic operation. Blocks make ids increase per thread, not across
 // threads; the scope restores enqueue order where threads meet (see
 // `ScopeCore::order` and `ScopeCore::try_push`).
-static IDS: IdBlocks = IdBlocks {
-    next_block: &NEXT_BLOCK,
-    local: &THREAD_BLOCK,
-};
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     static THREAD_BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
@@ -37,7 +33,7 @@ thread_local! {
 
 /// The bound below every intent id created on this thread so far.
 pub(crate) fn id_clock() -> u64 {
-    IDS.clock()
+    id_blocks::clock(&THREAD_BLOCK)
 }
 
 impl IntentId {
@@ -51,7 +47,7 @@ impl IntentId {
     /// `u64::MAX` for "above every id handed out so far, on any thread").
     #[inline]
     pub(crate) fn at_least(clock: u64) -> Self {
-        IntentId(IDS.next(clock))
+        IntentId(id_blocks::next(&NEXT_BLOCK, &THREAD_BLOCK, clock))
     }
 
     /// The numeric value.

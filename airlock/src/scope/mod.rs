@@ -38,7 +38,7 @@ pub use future::{Bound, ScopedFuture};
 
 use crate::error::Error;
 use crate::executor::Executor;
-use crate::id_blocks::IdBlocks;
+use crate::id_blocks;
 use crate::policy::Policy;
 
 /// A process-unique scope identifier.
@@ -54,11 +54,7 @@ impl ScopeId {
         thread_local! {
             static THREAD_BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
         }
-        static IDS: IdBlocks = IdBlocks {
-            next_block: &NEXT_BLOCK,
-            local: &THREAD_BLOCK,
-        };
-        let id = IDS.next(0);
+        let id = id_blocks::next(&NEXT_BLOCK, &THREAD_BLOCK, 0);
         ScopeId(NonZeroU64::new(id).expect("scope ids start at 1 and do not wrap"))
     }
 }
