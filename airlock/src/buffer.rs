@@ -25,11 +25,7 @@ impl Buffer {
 
     #[inline]
     pub(crate) fn push(&mut self, intent: Intent) {
-        if self.intents.capacity() == 0 {
-            self.start();
-        }
-        self.policed |= intent.chain.is_some();
-        self.intents.push(intent);
+        self.push_with(|| intent);
     }
 
     /// Appends the intent `make` builds. Building it only once there is
@@ -46,6 +42,8 @@ impl Buffer {
         self.policed |= self.intents.last().is_some_and(|i| i.chain.is_some());
     }
 
+    /// Makes room, first giving an unused buffer its storage: a spare one
+    /// if this thread has it.
     #[cold]
     #[inline(never)]
     fn push_growing(&mut self, intent: Intent) {
@@ -53,12 +51,6 @@ impl Buffer {
             self.intents = spare();
         }
         self.intents.push(intent);
-    }
-
-    /// Gives an unused buffer its storage: a spare one if this thread has it.
-    #[cold]
-    fn start(&mut self) {
-        self.intents = spare();
     }
 
     /// Adds intents handed up by a descendant, keeping FIFO (enqueue) order.

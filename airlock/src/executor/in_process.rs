@@ -38,7 +38,7 @@ pub struct InProcess;
 
 impl Executor for InProcess {
     fn dispatch(&self, mut intents: Vec<Intent>) -> Result<(), DispatchError> {
-        let limit = config::with_current(|config| config.max_cascade_depth);
+        let limit = cascade_limit();
         let mut frame = TaskFrame::new(None);
         let mut rest = intents.drain(..);
         let mut dispatched = 0;
@@ -56,7 +56,7 @@ impl Executor for InProcess {
 
     fn dispatch_async(&self, mut intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(async move {
-            let limit = config::with_current(|config| config.max_cascade_depth);
+            let limit = cascade_limit();
             let mut rest = intents.drain(..);
             let mut dispatched = 0;
             while let Some(intent) = rest.next() {
@@ -79,12 +79,7 @@ impl Executor for InProcess {
 /// # Errors
 /// The task's own error, its panic message, or the cascade-limit error.
 pub async fn run_intent(intent: Intent) -> Result<(), BoxError> {
-    run_async(
-        intent,
-        config::with_current(|config| config.max_cascade_depth),
-        None,
-    )
-    .await
+    run_async(intent, cascade_limit(), None).await
 }
 
 /// [`run_intent`], with what the task enqueues dispatched by `executor`
@@ -94,12 +89,12 @@ pub(crate) async fn run_intent_with(
     intent: Intent,
     executor: Arc<dyn Executor>,
 ) -> Result<(), BoxError> {
-    run_async(
-        intent,
-        config::with_current(|config| config.max_cascade_depth),
-        Some(executor),
-    )
-    .await
+    run_async(intent, cascade_limit(), Some(executor)).await
+}
+
+/// How deep a cascade of tasks enqueueing tasks may go (the configuration's).
+fn cascade_limit() -> u32 {
+    config::with_current(|config| config.max_cascade_depth)
 }
 
 /// The cascade depth of the scope `intent`'s task runs in: one level deeper

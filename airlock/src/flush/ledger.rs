@@ -26,9 +26,6 @@ pub(crate) struct Ledger {
     /// where all intents share a fate (the usual case: all dispatched) then
     /// changes it in one write instead of one per entry.
     all: Option<FateRef>,
-    /// Whether `all` changed since the entries were written, so their own
-    /// fates are out of date.
-    stale: bool,
     /// Intents handed on with no entry, because nobody can read them (see
     /// [`Report`](crate::flush::Report)); counted so logs stay truthful.
     unrecorded: usize,
@@ -61,14 +58,8 @@ impl FateRef {
 
     #[inline]
     fn plain(fate: &Fate) -> Option<FateRef> {
-        let n = match fate {
-            Fate::Buffered => 0,
-            Fate::Dispatched => 1,
-            Fate::NotAttempted => 2,
-            Fate::Interrupted => 3,
-            _ => return None,
-        };
-        Some(FateRef(n))
+        let n = Self::PLAIN.iter().position(|plain| plain == fate)?;
+        Some(FateRef(n as u32))
     }
 }
 
@@ -83,7 +74,6 @@ impl Ledger {
         Ledger {
             entries,
             all: None,
-            stale: false,
             unrecorded: 0,
             fates: Vec::new(),
             records: OnceLock::new(),
@@ -124,10 +114,8 @@ impl Ledger {
 
     /// Notes `intents` (in a scope whose id is `scope`) with `fate`.
     pub(crate) fn note_all(&mut self, intents: &[Intent], scope: ScopeId, fate: FateRef) {
-        if self.entries.is_empty() {
-            self.all = Some(fate);
-            self.stale = false;
-        } else if self.all != Some(fate) {
+        // New entries carry `fate`; a shared fate still holds if it is the same.
+        if self.all.is_some_and(|all| all != fate) {
             self.spell_out();
         }
         self.entries
@@ -150,10 +138,7 @@ impl Ledger {
     /// Sets `fate` on the entries at `positions`.
     pub(crate) fn set_each(&mut self, positions: &Positions, fate: FateRef) {
         match positions {
-            Positions::First(n) if *n == self.entries.len() && self.all.is_some() => {
-                self.stale |= self.all != Some(fate);
-                self.all = Some(fate);
-            }
+            Positions::First(n) if *n == self.entries.len() => self.all = Some(fate),
             Positions::First(n) => {
                 self.spell_out();
                 self.entries[..*n].iter_mut().for_each(|e| e.fate = fate);
@@ -168,7 +153,7 @@ impl Ledger {
     /// Writes the shared fate (if any) into every entry, before entries
     /// get fates of their own.
     fn spell_out(&mut self) {
-        if let (Some(fate), true) = (self.all.take(), std::mem::take(&mut self.stale)) {
+        if let Some(fate) = self.all.take() {
             self.entries.iter_mut().for_each(|e| e.fate = fate);
         }
     }
