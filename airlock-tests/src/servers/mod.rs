@@ -4,8 +4,9 @@
 //! A suite that needs a server calls `postgres::postgres()` or
 //! `redis::redis()` (behind their features). When the server's
 //! binaries are missing:
-//! * by default the suite prints one loud `SKIPPED` line saying what to install
-//!   and its tests return early;
+//! * by default each of the suite's tests writes one loud `SKIPPED` line
+//!   (past libtest's output capture, with a running count) saying what to
+//!   install, and returns early;
 //! * with `AIRLOCK_REQUIRE_SERVERS=1` (set by `.ci/run`) the test fails instead,
 //!   so CI always runs these suites.
 //!
@@ -17,10 +18,11 @@ pub mod postgres;
 #[cfg(feature = "apalis-redis")]
 pub mod redis;
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The variable that turns a missing server into a test failure.
@@ -32,25 +34,32 @@ pub fn servers_required() -> bool {
     std::env::var(REQUIRE_VAR).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Reports that `suite` cannot run because `what` is missing: panics when
-/// servers are required, otherwise prints one loud line (once per suite and
-/// process) and returns.
+/// How many tests of this process skipped for want of a server so far.
+static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Reports that the calling test of `suite` cannot run because `what` is
+/// missing: panics when servers are required, otherwise writes one loud line
+/// per skipped test (naming it, with the process's running count) and returns.
+///
+/// The line is written to the process's stderr directly, not with
+/// `eprintln!`: libtest captures the print macros of a passing test, so a
+/// skipped test would otherwise look like an `ok` in 0.00 s.
 pub fn skip_or_fail(suite: &str, what: &str, install: &str) {
-    static PRINTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
     if servers_required() {
         panic!(
             "{suite}: {what}; {REQUIRE_VAR} is set, so this is a failure. \
              Install it with `{install}`."
         );
     }
-    let mut printed = PRINTED.lock().unwrap_or_else(|p| p.into_inner());
-    if !printed.iter().any(|s| s == suite) {
-        printed.push(suite.to_owned());
-        eprintln!(
-            "\n*** SKIPPED {suite}: {what}. Install it (`{install}`) to run these tests; \
-             CI sets {REQUIRE_VAR}=1 and fails instead. ***\n"
-        );
-    }
+    let skipped = SKIPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("a test");
+    // Past libtest's capture: `std::io::stderr()` is not redirected.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "*** SKIPPED {test} ({suite}): {what}. Install it (`{install}`) to run it; \
+         CI sets {REQUIRE_VAR}=1 and fails instead. [{skipped} skipped in this test binary] ***"
+    );
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the server).
