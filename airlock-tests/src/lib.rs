@@ -208,3 +208,64 @@ pub fn execution_pids(path: &std::path::Path, key: &str) -> Vec<u32> {
         .filter_map(|(_, pid)| pid.parse().ok())
         .collect()
 }
+
+/// How long [`block_until_released`] and [`release`] wait for each other
+/// before giving up: a bound for a failing test, not a timing under test.
+const HANDSHAKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A sync task that blocks its thread until [`release`] of the same `tag`
+/// has run (polling with `std::thread::sleep`, as blocking code does), then
+/// records whether it was released or gave up after 10 s.
+#[airlock::task(name = "test.block_until_released")]
+pub fn block_until_released(tag: String) {
+    record_run(&tag, "blocker started");
+    let deadline = std::time::Instant::now() + HANDSHAKE_LIMIT;
+    while !runs(&tag).iter().any(|run| run == "release") {
+        if std::time::Instant::now() > deadline {
+            return record_run(&tag, "blocker timed out");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    record_run(&tag, "blocker released");
+}
+
+/// An async task that waits (without blocking) until
+/// [`block_until_released`] of the same `tag` has started, then records
+/// `release`: it can only finish while the blocker still holds its thread
+/// if the blocker's thread is not the one this task needs.
+#[airlock::task(name = "test.release")]
+pub async fn release(tag: String) {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_LIMIT;
+    while !runs(&tag).iter().any(|run| run == "blocker started") {
+        if tokio::time::Instant::now() > deadline {
+            return record_run(&tag, "release gave up");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    record_run(&tag, "release");
+}
+
+/// An argument whose `Deserialize` panics on the text `"panic"`: user decoding
+/// code that unwraps, as a worker meets it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Picky(pub String);
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        assert_ne!(text, "panic", "Picky refuses to decode \"panic\"");
+        Ok(Picky(text))
+    }
+}
+
+/// Records the text of its [`Picky`] argument.
+#[airlock::task(name = "test.picky")]
+pub fn picky(tag: String, value: Picky) {
+    record_run(&tag, format!("picky({})", value.0));
+}
+
+/// Records how long its text argument is.
+#[airlock::task(name = "test.echo")]
+pub fn echo(tag: String, text: String) {
+    record_run(&tag, format!("echo({} bytes)", text.len()));
+}

@@ -13,8 +13,9 @@
 //!
 //! Settings can also come from the environment or a config file:
 //! [`Settings::from_env`] reads `AIRLOCK_POLICY`, `AIRLOCK_BLOCK_TASKS`,
-//! `AIRLOCK_BLOCK_TASKS_AT_ENQUEUE`, `AIRLOCK_LOG_ON_FLUSH` and
-//! `AIRLOCK_MAX_CASCADE_DEPTH`; [`Settings`] also deserializes with serde.
+//! `AIRLOCK_BLOCK_TASKS_AT_ENQUEUE`, `AIRLOCK_LOG_ON_FLUSH`,
+//! `AIRLOCK_MAX_CASCADE_DEPTH` and `AIRLOCK_MAX_PAYLOAD_BYTES`; [`Settings`]
+//! also deserializes with serde.
 //! Every task name is checked against the registry, and an unknown one is an
 //! error that suggests the closest registered names.
 
@@ -38,7 +39,11 @@ pub struct Config {
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) behavior: Arc<dyn ScopeBehavior>,
     pub(crate) max_cascade_depth: u32,
+    pub(crate) max_payload_bytes: usize,
 }
+
+/// The default of [`Config::max_payload_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -47,6 +52,7 @@ impl Default for Config {
             executor: Arc::new(InProcess),
             behavior: Arc::new(DefaultBehavior),
             max_cascade_depth: 32,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }
@@ -58,6 +64,7 @@ impl fmt::Debug for Config {
             .field("executor", &self.executor)
             .field("behavior", &self.behavior)
             .field("max_cascade_depth", &self.max_cascade_depth)
+            .field("max_payload_bytes", &self.max_payload_bytes)
             .finish()
     }
 }
@@ -93,6 +100,23 @@ impl Config {
         self
     }
 
+    /// The largest job payload (an [`Envelope`](crate::envelope::Envelope) as
+    /// JSON bytes) a queue executor pushes and a worker reads; default
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`] (1 MiB).
+    ///
+    /// A producer refuses a larger intent at flush with [`Error::Encode`]
+    /// (nothing of that flush is queued), so the oversized job never reaches
+    /// a queue; a worker aborts one it meets anyway (pushed by another
+    /// producer, or by one configured with a larger limit) before parsing
+    /// it, so a hostile or drifted payload cannot make a worker parse, copy
+    /// and log megabytes. Give producers and workers the same value.
+    ///
+    /// [`Error::Encode`]: crate::Error::Encode
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
     /// Applies `settings` on top of this configuration.
     ///
     /// # Errors
@@ -119,6 +143,9 @@ impl Config {
         }
         if let Some(depth) = settings.max_cascade_depth {
             self.max_cascade_depth = depth;
+        }
+        if let Some(bytes) = settings.max_payload_bytes {
+            self.max_payload_bytes = bytes;
         }
         Ok(self)
     }
@@ -177,6 +204,8 @@ pub struct Settings {
     pub log_on_flush: bool,
     /// The in-process cascade depth limit.
     pub max_cascade_depth: Option<u32>,
+    /// The largest job payload in bytes ([`Config::max_payload_bytes`]).
+    pub max_payload_bytes: Option<usize>,
     /// Where `block_tasks` came from, for error messages.
     #[serde(skip)]
     block_tasks_origin: Option<&'static str>,
@@ -186,7 +215,8 @@ impl Settings {
     /// Reads `AIRLOCK_POLICY` (`allow_all`, `drop_all`, `assert_no_effects`),
     /// `AIRLOCK_BLOCK_TASKS` (comma-separated task names),
     /// `AIRLOCK_BLOCK_TASKS_AT_ENQUEUE`, `AIRLOCK_LOG_ON_FLUSH` (`1`/`true`/`0`/`false`)
-    /// and `AIRLOCK_MAX_CASCADE_DEPTH`. Unset variables keep the defaults.
+    /// `AIRLOCK_MAX_CASCADE_DEPTH` and `AIRLOCK_MAX_PAYLOAD_BYTES`. Unset
+    /// variables keep the defaults.
     ///
     /// # Errors
     /// [`ConfigError::InvalidValue`] naming the variable and what it accepts.
@@ -235,6 +265,15 @@ impl Settings {
                     "AIRLOCK_MAX_CASCADE_DEPTH",
                     &value,
                     "a whole number such as 32",
+                )
+            })?);
+        }
+        if let Some(value) = lookup("AIRLOCK_MAX_PAYLOAD_BYTES") {
+            settings.max_payload_bytes = Some(value.trim().parse().map_err(|_| {
+                invalid(
+                    "AIRLOCK_MAX_PAYLOAD_BYTES",
+                    &value,
+                    "a whole number of bytes such as 1048576",
                 )
             })?);
         }

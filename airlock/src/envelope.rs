@@ -227,6 +227,25 @@ fn check_depth(intent: &Intent, args: &serde_json::Value) -> Result<(), Error> {
     Ok(())
 }
 
+/// [`Error::Encode`] unless an envelope of `len` bytes fits the configured
+/// [`Config::max_payload_bytes`](crate::Config::max_payload_bytes): a worker
+/// would abort a larger job unread, so it must not be queued.
+fn check_size(intent: &Intent, len: usize) -> Result<(), Error> {
+    let limit = crate::config::with_current(|config| config.max_payload_bytes);
+    if len > limit {
+        return Err(Error::Encode {
+            task: intent.task().name(),
+            source: serde::ser::Error::custom(format_args!(
+                "the job's envelope would be {len} bytes, over the {limit}-byte limit \
+                 (Config::max_payload_bytes) that workers enforce: the job could never run. \
+                 Pass a reference to the data (an id, a key) instead of the data, or raise \
+                 the limit on producers and workers alike"
+            )),
+        });
+    }
+    Ok(())
+}
+
 /// An envelope borrowing everything from its intent, for
 /// [`Envelope::encode_intent`]: the fields of [`Envelope`], in its order and
 /// with its rules for leaving one out, so both write the same bytes. The
@@ -299,8 +318,9 @@ impl Envelope {
     ///
     /// # Errors
     /// As [`from_intent`](Self::from_intent): [`Error::Encode`] if an argument
-    /// fails to serialize or the arguments nest deeper than
-    /// [`MAX_ARGS_DEPTH`]; [`Error::Envelope`] in the unlikely case the JSON
+    /// fails to serialize, the arguments nest deeper than [`MAX_ARGS_DEPTH`],
+    /// or the bytes exceed
+    /// [`Config::max_payload_bytes`](crate::Config::max_payload_bytes); [`Error::Envelope`] in the unlikely case the JSON
     /// writer fails.
     pub fn encode_intent(intent: &Intent, id: &str) -> Result<Vec<u8>, Error> {
         let args = intent.args_json()?;
@@ -320,6 +340,7 @@ impl Envelope {
         let mut bytes =
             Vec::with_capacity(192 + id.len() + envelope.task.len() + origin.file().len());
         serde_json::to_writer(&mut bytes, &envelope).map_err(write_failed)?;
+        check_size(intent, bytes.len())?;
         Ok(bytes)
     }
 

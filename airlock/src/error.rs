@@ -87,9 +87,15 @@ pub enum Error {
     },
 
     /// Serialized arguments could not be decoded into the task's argument type.
+    ///
+    /// The message shows only the head and tail of the JSON error's text
+    /// ([`Clipped`]): serde quotes the offending value, and a drifted type
+    /// must not copy an argument (a token, an email, megabytes of text) into
+    /// logs and the queue's result column. The full error is the `source`.
     #[error(
-        "the arguments for task `{task}` cannot be decoded: {source}. \
-         The payload must be a JSON object with the task's parameter names as keys"
+        "the arguments for task `{task}` cannot be decoded: {}. \
+         The payload must be a JSON object with the task's parameter names as keys",
+        Clipped::new(source, DECODE_TEXT_BYTES)
     )]
     Decode {
         /// The task whose arguments failed to decode.
@@ -178,9 +184,77 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// An intent's `delay` or `run_at` lies beyond what a queue can schedule
+    /// (after the year 9999), or an executor cannot honour it.
+    #[error("cannot schedule `{task}`: {reason}")]
+    Schedule {
+        /// The task whose schedule was refused.
+        task: &'static str,
+        /// What is wrong with it, and what to do.
+        reason: String,
+    },
+
     /// A scope method was called in a state that does not allow it.
     #[error("{0}")]
     State(String),
+}
+
+/// How much of a JSON decoding error's text [`Error::Decode`] shows.
+const DECODE_TEXT_BYTES: usize = 160;
+
+/// Shows at most about `max` bytes of a value's text: its head and its tail
+/// with the middle replaced by `[… N bytes …]`, cut on character
+/// boundaries.
+///
+/// Error texts that come from the wire (a serde error quoting an argument, a
+/// task name, a task's own error) go through it before they reach a log or a
+/// queue's result column, so no payload can make them large.
+///
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clipped<'a, T: ?Sized> {
+    value: &'a T,
+    max: usize,
+}
+
+impl<'a, T: fmt::Display + ?Sized> Clipped<'a, T> {
+    /// `value`'s text, at most about `max` bytes of it.
+    pub(crate) fn new(value: &'a T, max: usize) -> Self {
+        Clipped { value, max }
+    }
+}
+
+impl<T: fmt::Display + ?Sized> fmt::Display for Clipped<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.value.to_string();
+        if text.len() <= self.max {
+            return f.write_str(&text);
+        }
+        // Two thirds for the head (what it is), a third for the tail (what
+        // was expected, and where): serde puts the quoted value in between.
+        let head = floor_char_boundary(&text, self.max * 2 / 3);
+        let tail = ceil_char_boundary(&text, text.len() - self.max / 3);
+        write!(
+            f,
+            "{}[… {} bytes …]{}",
+            &text[..head],
+            tail - head,
+            &text[tail..]
+        )
+    }
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn ceil_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at += 1;
+    }
+    at
 }
 
 impl From<DispatchFailure> for Error {
@@ -216,7 +290,12 @@ pub struct UnknownTask {
 
 impl fmt::Display for UnknownTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no task is registered under the name `{}`", self.name)?;
+        // The name may come from the wire: show a bounded part of it.
+        write!(
+            f,
+            "no task is registered under the name `{}`",
+            Clipped::new(&self.name, 120)
+        )?;
         if !self.suggestions.is_empty() {
             write!(f, "; did you mean ")?;
             write_names(f, &self.suggestions, " or ")?;
@@ -277,4 +356,27 @@ pub enum ConfigError {
     /// The task registry is inconsistent (duplicate names).
     #[error(transparent)]
     Registry(Box<Error>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Clipped;
+
+    #[test]
+    fn clipped_keeps_a_short_text_whole_and_a_long_one_bounded_at_both_ends() {
+        assert_eq!(Clipped::new("short", 80).to_string(), "short");
+        let text = format!(
+            "invalid type: string \"{}\", expected u64",
+            "x".repeat(10_000)
+        );
+        let shown = Clipped::new(&text, 80).to_string();
+        assert!(shown.len() < 120, "{shown}");
+        assert!(shown.starts_with("invalid type: string \"xxx"), "{shown}");
+        assert!(shown.ends_with("expected u64"), "{shown}");
+        assert!(shown.contains("bytes …]"), "{shown}");
+        // Multi-byte characters are cut on their boundaries, never inside.
+        let wide = "é".repeat(1_000);
+        let shown = Clipped::new(&wide, 81).to_string();
+        assert!(shown.len() < 130, "{shown}");
+    }
 }

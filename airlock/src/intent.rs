@@ -62,8 +62,14 @@ impl fmt::Display for IntentId {
     }
 }
 
-/// How an executor should dispatch an intent. All fields are optional hints;
-/// the in-process executor ignores them, queue executors honour them.
+/// How an executor should dispatch an intent.
+///
+/// Queue executors honour every field. [`TokioExecutor`](crate::executor::TokioExecutor)
+/// honours `delay` and `run_at` (the spawned task sleeps until then);
+/// [`InProcess`](crate::InProcess) runs tasks as the scope flushes, so it
+/// refuses a flush holding an intent due later rather than run it early. The
+/// queue, priority and attempt count are hints for queues: in process a task
+/// runs once, in FIFO order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DispatchOptions {
@@ -77,6 +83,45 @@ pub struct DispatchOptions {
     pub priority: Option<i32>,
     /// How many times a queue may attempt the task before giving up.
     pub max_attempts: Option<u32>,
+}
+
+/// The latest instant a schedule may name, in seconds since the Unix epoch:
+/// the last second of the year 9999. Every queue backend stores it, and every
+/// platform's clock represents it.
+pub const LATEST_SCHEDULE_SECS: u64 = 253_402_300_799;
+
+impl DispatchOptions {
+    /// The earliest instant the intent may run when dispatched at `now`: the
+    /// later of `run_at` and `now + delay`; `None` when that is not after
+    /// `now` (a `run_at` in the past, even before 1970, means at once).
+    fn due_at(&self, now: SystemTime) -> Result<Option<SystemTime>, String> {
+        let latest = SystemTime::UNIX_EPOCH + Duration::from_secs(LATEST_SCHEDULE_SECS);
+        let after_delay = match self.delay {
+            Some(delay) => Some(
+                now.checked_add(delay)
+                    .filter(|at| *at <= latest)
+                    .ok_or_else(|| {
+                        format!(
+                            "a delay of {delay:?} ends after the year 9999, the latest time \
+                             a queue can schedule"
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        if let Some(at) = self.run_at {
+            if at > latest {
+                return Err(format!(
+                    "run_at {:?} s after the Unix epoch is after the year 9999, the latest \
+                     time a queue can schedule",
+                    at.duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        Ok(after_delay.max(self.run_at).filter(|at| *at > now))
+    }
 }
 
 /// A buffered side effect: a task, its typed arguments, how to dispatch it,
@@ -223,6 +268,23 @@ impl Intent {
         self.options.as_deref().unwrap_or(&DEFAULT)
     }
 
+    /// The earliest instant this intent may run when dispatched at `now`
+    /// (the later of its `run_at` and `now + delay`), or `None` when it may
+    /// run at once. What an executor that honours schedules waits for.
+    ///
+    /// # Errors
+    /// [`Error::Schedule`] when the schedule lies after the year 9999
+    /// ([`LATEST_SCHEDULE_SECS`]), which no queue stores.
+    pub fn due_at(&self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
+        match &self.options {
+            None => Ok(None),
+            Some(options) => options.due_at(now).map_err(|reason| Error::Schedule {
+                task: self.name(),
+                reason,
+            }),
+        }
+    }
+
     pub(crate) fn set_options(&mut self, options: DispatchOptions) {
         self.options = (options != DispatchOptions::default()).then(|| Box::new(options));
     }
@@ -344,12 +406,17 @@ impl<T: Task> IntentBuilder<T> {
         Intent::from_erased(T::def(), Box::new(self.args), options, self.origin)
     }
 
-    /// Enqueues the intent into the current scope.
+    /// Enqueues the intent into the current scope, after checking that its
+    /// schedule is one a queue can store.
     ///
     /// # Errors
-    /// As [`enqueue`](crate::enqueue()): no scope, a closed scope, or a policy rejection.
+    /// [`Error::Schedule`] for a `delay` or `run_at` after the year 9999;
+    /// otherwise as [`enqueue`](crate::enqueue()): no scope, a closed scope,
+    /// or a policy rejection.
     pub fn enqueue(self) -> Result<IntentId, Error> {
-        crate::enqueue::enqueue(self.build())
+        let intent = self.build();
+        intent.due_at(SystemTime::now())?;
+        crate::enqueue::enqueue(intent)
     }
 }
 

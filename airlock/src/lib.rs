@@ -216,12 +216,15 @@ pub use airlock_macros::task;
 #[doc(inline)]
 pub use airlock_macros::scoped;
 
-pub use config::{configuration, configure, reset_configuration, Config, PolicyName, Settings};
+pub use config::{
+    configuration, configure, reset_configuration, Config, PolicyName, Settings,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+};
 pub use enqueue::enqueue;
 pub use error::{BoxError, ConfigError, Error, PolicyViolation, Result, UnknownTask};
 pub use executor::{DispatchError, Executor, InProcess};
 pub use flush::{DispatchFailure, Fate, FlushReport, IntentRecord, PreparedFlush};
-pub use intent::{DispatchOptions, Intent, IntentBuilder, IntentId};
+pub use intent::{DispatchOptions, Intent, IntentBuilder, IntentId, LATEST_SCHEDULE_SECS};
 pub use policy::{
     with_policy, with_policy_async, AllowAll, AssertNoEffects, BlockTasks, DropAll, LogOnFlush,
     Policies, Policy, PolicySource,

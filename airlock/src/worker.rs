@@ -5,62 +5,145 @@
 //! the task with [`run_intent`](crate::executor::run_intent): in its own scope,
 //! so intents it enqueues cascade as they would in process.
 //!
-//! * A job that is not a valid envelope, names an unknown task, or carries
-//!   undecodable arguments can never succeed: it is aborted (not retried) with
-//!   an error that says why.
+//! * A job that is not a valid envelope, names an unknown task, carries
+//!   undecodable arguments, is larger than
+//!   [`Config::max_payload_bytes`](crate::Config::max_payload_bytes), or is
+//!   already past the cascade depth limit can never succeed: it is aborted
+//!   (not retried) with an error that says why. So is a job whose decoding
+//!   panics (a user `Deserialize` that unwraps): nothing [`handle`] does can
+//!   unwind into the worker and stop it.
 //! * A task error or panic fails the job, and the queue retries it.
-//! * The worker itself enforces the job's attempt budget: a failure on attempt
-//!   `max_attempts` (the envelope's, else [`DEFAULT_MAX_ATTEMPTS`]) or later
-//!   aborts the job with an error saying its attempts are exhausted. A job with
-//!   `max_attempts = 3` therefore runs at most 3 times on every backend: the
-//!   SQL backends count attempts in the row and would stop there anyway (the
-//!   last failure is `Killed` rather than `Failed`), while apalis-redis ignores
-//!   a task's `max_attempts` and would retry up to 25 times.
+//! * The worker itself enforces the job's attempt budget, taken from the
+//!   queue's own record of the job (the row, or apalis-redis's metadata), the
+//!   one source of truth: a failure on attempt `max_attempts` or later aborts
+//!   the job, and a job that arrives already past it (re-enqueued after its
+//!   worker stopped heartbeating, which counts an attempt) is aborted without
+//!   running. A job with `max_attempts = 3` therefore runs at most 3 times on
+//!   every backend (apalis-redis alone would retry up to 25 times).
+//! * Sync tasks run on tokio's blocking pool, never on the worker's async
+//!   threads: a task that blocks for minutes neither delays the worker's
+//!   other jobs nor its heartbeat.
 //! * apalis stops a worker when a job's bytes do not decode, and the job stays
 //!   claimed by the dead worker until orphan recovery hands it to the next one:
 //!   one bad payload would stall the queue. Workers read jobs with
-//!   [`JobCodec`], which turns a payload that is not JSON into a job the
-//!   handler aborts.
+//!   [`JobCodec`], which turns a payload that is not JSON (or too large) into
+//!   a job the handler aborts.
+//! * Error texts are clipped before they reach a log or the queue's result
+//!   column: a drifted argument type must not copy megabytes, or a token, out
+//!   of the payload.
+//!
+//! # Delivery: at least once
+//! A job acknowledged done ran to success once. A job whose worker dies (or
+//! stops heartbeating) mid-run is handed to another worker once the orphan
+//! window passes ([`WorkerOptions::heartbeat`] × [`WorkerOptions::missed_heartbeats`],
+//! 90 s by default), and runs again: that re-run counts as an attempt. A
+//! worker that is alive but stalled longer than the window (a paused VM, a
+//! `SIGSTOP`) can likewise see its job run elsewhere; keep the window well
+//! above the longest pause you expect, and make tasks idempotent where a
+//! second run would hurt.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use apalis::prelude::{
-    AbortError, Attempt, BoxDynError, Codec, IntervalStrategy, PollSnapshot, PollStrategy,
+    AbortError, Attempt, BoxDynError, Codec, FromRequest, IntervalStrategy, PollSnapshot,
+    PollStrategy, Task,
 };
 
 use crate::envelope::Envelope;
-use crate::error::BoxError;
+use crate::error::{BoxError, Clipped};
+use crate::executor::in_process::{cascade_limit, run_sync_intent, task_depth};
+use crate::flush::panic_message;
 use crate::intent::Intent;
 use crate::queue::DEFAULT_MAX_ATTEMPTS;
+use crate::task::TaskKind;
+
+/// The most text of one error a worker writes to a log or a job's result.
+const ERROR_TEXT_BYTES: usize = 1024;
+
+/// What the queue says about this run of a job, as apalis hands it to
+/// [`handle`]: which attempt this is and how many the job is allowed.
+///
+/// An apalis extractor: any handler can take it as a parameter.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    attempt: Attempt,
+    max_attempts: Option<usize>,
+}
+
+impl JobRun {
+    /// This run's attempt number, 1 on the first run (apalis counts the
+    /// attempt as the job starts).
+    pub fn attempt(&self) -> usize {
+        self.attempt.current()
+    }
+
+    /// How many attempts the queue's record of the job allows, if it says.
+    pub fn max_attempts(&self) -> Option<usize> {
+        self.max_attempts
+    }
+}
+
+impl<Args: Sync> FromRequest<Task<Args>> for JobRun {
+    type Error = Infallible;
+
+    async fn from_request(task: &Task<Args>) -> Result<Self, Infallible> {
+        Ok(JobRun {
+            attempt: task.ctx().raw_attempt().clone(),
+            max_attempts: task.ctx().max_attempts(),
+        })
+    }
+}
 
 /// The apalis handler: runs one job carrying an airlock envelope.
 ///
-/// Use it with apalis's `WorkerBuilder` on a storage of `serde_json::Value`:
-/// `WorkerBuilder::new("airlock-1").backend(storage).build(airlock::worker::handle)`.
-/// apalis passes the job's [`Attempt`] (1 on the first run): a failure on the
-/// job's last allowed attempt aborts it instead of leaving it to the backend's
-/// retry policy.
+/// Use it with apalis's `WorkerBuilder` on a storage of `serde_json::Value`
+/// read with [`JobCodec`]:
+/// `WorkerBuilder::new("airlock-1").backend(storage.with_codec(JobCodec)).build(airlock::worker::handle)`.
+/// See the [module docs](self) for what it guarantees.
 ///
 /// # Errors
-/// An [`AbortError`] for a job that can never succeed, or that failed on its
-/// last allowed attempt; the task's own error (or panic message) otherwise.
-pub async fn handle(job: serde_json::Value, attempt: Attempt) -> Result<(), BoxDynError> {
+/// An [`AbortError`] for a job that can never succeed, that failed on its
+/// last allowed attempt, or that arrived past it; the task's own error (or
+/// panic message) otherwise. Every error's text is clipped to about 1 KiB.
+pub async fn handle(job: serde_json::Value, run: JobRun) -> Result<(), BoxDynError> {
     let intent = decode(job)?;
     let task = intent.name();
-    let max_attempts = intent
-        .options()
+    // The queue's record is the one source of truth; the envelope's copy
+    // serves only where a backend keeps none.
+    let max_attempts = run
         .max_attempts
-        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
-    let Err(error) = crate::executor::run_intent(intent).await else {
-        return Ok(());
-    };
-    // Read after the run: apalis counts the attempt when the job starts.
-    let attempt = attempt.current();
-    if attempt >= max_attempts as usize {
+        .or(intent.options().max_attempts.map(|max| max as usize))
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS as usize);
+    let attempt = run.attempt();
+    if attempt > max_attempts {
+        // Only orphan recovery hands out such a run: the previous one was
+        // cut off (its worker died or stalled), and the budget is spent.
         tracing::error!(
             target: "airlock::worker",
-            task, attempt, max_attempts, %error,
+            task, attempt, max_attempts,
+            "job aborted unrun: its attempts were used up by runs whose worker stopped"
+        );
+        return Err(abort(format!(
+            "task `{task}` arrived for attempt {attempt}, past its max_attempts \
+             {max_attempts} (earlier runs were cut off when their worker stopped \
+             heartbeating); it is not run again"
+        )));
+    }
+    if let Err(error) = task_depth(&intent, cascade_limit()) {
+        tracing::error!(target: "airlock::worker", task, error = %clip(&error), "job aborted: it can never succeed");
+        return Err(abort(error));
+    }
+    let Err(error) = run_task(intent).await else {
+        return Ok(());
+    };
+    if attempt >= max_attempts {
+        tracing::error!(
+            target: "airlock::worker",
+            task, attempt, max_attempts, error = %clip(&error),
             "task failed on its last attempt; the job is aborted"
         );
         return Err(Box::new(AbortError::new(AttemptsExhausted {
@@ -70,8 +153,56 @@ pub async fn handle(job: serde_json::Value, attempt: Attempt) -> Result<(), BoxD
             error,
         })));
     }
-    tracing::warn!(target: "airlock::worker", task, attempt, max_attempts, %error, "task failed");
-    Err(error)
+    tracing::warn!(target: "airlock::worker", task, attempt, max_attempts, error = %clip(&error), "task failed");
+    Err(Box::new(JobFailed(error)))
+}
+
+/// Runs the task: a sync task on tokio's blocking pool (inline when there is
+/// no tokio runtime), an async one on this task.
+async fn run_task(intent: Intent) -> Result<(), BoxError> {
+    let task = intent.name();
+    if intent.task().kind() == TaskKind::Async {
+        return crate::executor::run_intent(intent).await;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(move || run_sync_intent(intent))
+            .await
+            .unwrap_or_else(|join| {
+                Err(match join.try_into_panic() {
+                    Ok(panic) => format!("task `{task}` panicked: {}", panic_message(&*panic)),
+                    Err(join) => format!("task `{task}` did not finish: {join}"),
+                }
+                .into())
+            }),
+        Err(_) => run_sync_intent(intent),
+    }
+}
+
+fn clip(error: &(impl fmt::Display + ?Sized)) -> Clipped<'_, impl fmt::Display + ?Sized> {
+    Clipped::new(error, ERROR_TEXT_BYTES)
+}
+
+/// An [`AbortError`] whose text is clipped.
+fn abort(error: impl fmt::Display) -> BoxDynError {
+    Box::new(AbortError::new(clip(&error).to_string()))
+}
+
+/// A task's error as the queue records it: the text clipped, the error
+/// itself kept as the source.
+#[derive(Debug)]
+struct JobFailed(BoxError);
+
+impl fmt::Display for JobFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        clip(&self.0).fmt(f)
+    }
+}
+
+impl std::error::Error for JobFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 /// The field [`JobCodec`] puts the decoding error under.
@@ -86,27 +217,52 @@ fn undecodable_reason(job: &serde_json::Value) -> Option<&str> {
 
 /// Everything [`handle`] does to a job before running it: the envelope's
 /// checks, the registry lookup and the arguments' decoding. A job it rejects
-/// can never succeed, so the error is an [`AbortError`].
+/// can never succeed, so the error is an [`AbortError`]; so does a panic in
+/// decoding (user `Deserialize` code runs here), which must not unwind into
+/// the worker.
 fn decode(job: serde_json::Value) -> Result<Intent, AbortError> {
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| decode_checked(job)));
+    decoded.unwrap_or_else(|panic| {
+        let reason = format!(
+            "decoding the job's arguments panicked: {}",
+            panic_message(&*panic)
+        );
+        tracing::error!(target: "airlock::worker", reason = %clip(&reason), "job aborted: it can never succeed");
+        Err(AbortError::new(clip(&reason).to_string()))
+    })
+}
+
+fn decode_checked(job: serde_json::Value) -> Result<Intent, AbortError> {
     if let Some(reason) = undecodable_reason(&job) {
-        tracing::error!(target: "airlock::worker", reason, "job aborted: its payload is not JSON");
+        tracing::error!(target: "airlock::worker", reason = %clip(reason), "job aborted: its payload cannot be read");
         return Err(AbortError::new(format!(
-            "the job's payload is not JSON, so it is not an airlock envelope: {reason}"
+            "the job's payload is not an airlock envelope: {}",
+            clip(reason)
         )));
     }
     Envelope::from_value(job)
         .and_then(Envelope::into_intent)
         .map_err(|error| {
-            tracing::error!(target: "airlock::worker", %error, "job aborted: it can never succeed");
-            AbortError::new(error)
+            tracing::error!(target: "airlock::worker", error = %clip(&error), "job aborted: it can never succeed");
+            AbortError::new(clip(&error).to_string())
         })
 }
 
 /// What [`JobCodec`] makes of a job's bytes: their JSON, or a marker object
-/// carrying the parse error for [`decode`] to abort on.
+/// carrying why not (not JSON, or over the payload limit, checked before
+/// parsing) for [`decode`] to abort on.
 fn parse(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|error| serde_json::json!({ UNDECODABLE: error.to_string() }))
+    let limit = crate::config::with_current(|config| config.max_payload_bytes);
+    if bytes.len() > limit {
+        return serde_json::json!({ UNDECODABLE: format!(
+            "it is {} bytes, over the {limit}-byte limit (Config::max_payload_bytes); it was \
+             not parsed",
+            bytes.len()
+        ) });
+    }
+    serde_json::from_slice(bytes).unwrap_or_else(
+        |error| serde_json::json!({ UNDECODABLE: format!("it is not JSON: {error}") }),
+    )
 }
 
 /// A worker's whole decoding path for one job's bytes, without running the
@@ -159,7 +315,7 @@ impl Codec<serde_json::Value> for JobCodec {
 struct AttemptsExhausted {
     task: &'static str,
     attempt: usize,
-    max_attempts: u32,
+    max_attempts: usize,
     error: BoxError,
 }
 
@@ -169,7 +325,10 @@ impl fmt::Display for AttemptsExhausted {
             f,
             "task `{}` failed on attempt {} and its attempts are exhausted (max_attempts {}); \
              it will not be retried: {}",
-            self.task, self.attempt, self.max_attempts, self.error
+            self.task,
+            self.attempt,
+            self.max_attempts,
+            clip(&self.error)
         )
     }
 }
@@ -196,12 +355,15 @@ pub struct WorkerOptions {
     pub(crate) concurrency: usize,
     pub(crate) queue: String,
     pub(crate) poll_interval: std::time::Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) missed_heartbeats: usize,
 }
 
 impl WorkerOptions {
     /// Workers named after `name`, with the defaults: 1 worker, 8 jobs at
     /// once, queue [`DEFAULT_QUEUE`](crate::queue::DEFAULT_QUEUE), polling
-    /// every 100 ms when idle.
+    /// every 100 ms when idle, a heartbeat every 30 s and 3 missed
+    /// heartbeats before another worker takes over a job (90 s).
     pub fn new(name: impl Into<String>) -> Self {
         WorkerOptions {
             name: name.into(),
@@ -209,6 +371,8 @@ impl WorkerOptions {
             concurrency: 8,
             queue: crate::queue::DEFAULT_QUEUE.to_owned(),
             poll_interval: std::time::Duration::from_millis(100),
+            heartbeat: Duration::from_secs(30),
+            missed_heartbeats: 3,
         }
     }
 
@@ -236,6 +400,29 @@ impl WorkerOptions {
     pub fn poll_interval(mut self, interval: std::time::Duration) -> Self {
         self.poll_interval = interval;
         self
+    }
+
+    /// How often each worker tells the queue it is alive (apalis's default:
+    /// 30 s). Sync tasks run on a blocking pool, so a long task does not
+    /// delay it.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How many heartbeats a worker may miss before the jobs it holds count
+    /// as orphaned and another worker of the queue re-runs them (at least 1;
+    /// default 3). The orphan window is `heartbeat × missed_heartbeats`: a
+    /// worker stalled (not dead) for longer than that sees its job run again
+    /// elsewhere, so keep it well above the pauses you expect.
+    pub fn missed_heartbeats(mut self, missed: usize) -> Self {
+        self.missed_heartbeats = missed.max(1);
+        self
+    }
+
+    /// How long a worker may go silent before its jobs are re-run elsewhere.
+    pub fn orphan_window(&self) -> Duration {
+        self.heartbeat * u32::try_from(self.missed_heartbeats).unwrap_or(u32::MAX)
     }
 
     /// How an idle worker polls: every `poll_interval`. Use it in place of

@@ -36,8 +36,29 @@ use crate::task::{BoxFuture, Runner, TaskDef};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InProcess;
 
+/// Refuses the whole flush, before anything runs, when an intent is due
+/// later than now: running it at once would break its `delay`/`run_at`, and
+/// dropping the schedule silently is what this refusal prevents.
+fn refuse_scheduled(intents: Vec<Intent>) -> Result<Vec<Intent>, DispatchError> {
+    let now = std::time::SystemTime::now();
+    let Some(scheduled) = intents
+        .iter()
+        .find(|intent| !matches!(intent.due_at(now), Ok(None)))
+    else {
+        return Ok(intents);
+    };
+    let message = format!(
+        "InProcess runs tasks as the scope flushes, so it cannot run `{}` later \
+         (it has a delay or run_at); nothing of this flush was run. Dispatch scheduled \
+         intents with TokioExecutor or a queue executor, or drop the schedule",
+        scheduled.name()
+    );
+    Err(DispatchError::stopped_at(0, message, intents))
+}
+
 impl Executor for InProcess {
-    fn dispatch(&self, mut intents: Vec<Intent>) -> Result<(), DispatchError> {
+    fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
+        let mut intents = refuse_scheduled(intents)?;
         let limit = cascade_limit();
         let mut frame = TaskFrame::new(None);
         let mut rest = intents.drain(..);
@@ -54,8 +75,9 @@ impl Executor for InProcess {
         Ok(())
     }
 
-    fn dispatch_async(&self, mut intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
+    fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(async move {
+            let mut intents = refuse_scheduled(intents)?;
             let limit = cascade_limit();
             let mut rest = intents.drain(..);
             let mut dispatched = 0;
@@ -82,6 +104,16 @@ pub async fn run_intent(intent: Intent) -> Result<(), BoxError> {
     run_async(intent, cascade_limit(), None).await
 }
 
+/// [`run_intent`] for a sync task, on the calling thread: what a worker runs
+/// on its blocking pool, so a task that blocks holds no async thread.
+///
+/// # Errors
+/// As [`run_intent`]; an async task fails with the error that it needs an
+/// async scope.
+pub(crate) fn run_sync_intent(intent: Intent) -> Result<(), BoxError> {
+    run_sync(intent, cascade_limit(), &mut TaskFrame::new(None))
+}
+
 /// [`run_intent`], with what the task enqueues dispatched by `executor`
 /// instead of the configured one.
 #[cfg(feature = "tokio")]
@@ -93,23 +125,30 @@ pub(crate) async fn run_intent_with(
 }
 
 /// How deep a cascade of tasks enqueueing tasks may go (the configuration's).
-fn cascade_limit() -> u32 {
+pub(crate) fn cascade_limit() -> u32 {
     config::with_current(|config| config.max_cascade_depth)
 }
 
 /// The cascade depth of the scope `intent`'s task runs in: one level deeper
 /// than the intent, refused beyond `limit`.
+///
+/// A worker's intent carries the depth its envelope says, which is input
+/// from the wire: `u32::MAX` must be refused, never overflow (a panic in a
+/// debug build, a wrap to 0 that resets the guard in release).
 #[inline]
-fn task_depth(intent: &Intent, limit: u32) -> Result<u32, BoxError> {
-    let depth = intent.cascade_depth() + 1;
-    if depth > limit {
-        return Err(too_deep(intent.name(), depth, limit));
+pub(crate) fn task_depth(intent: &Intent, limit: u32) -> Result<u32, BoxError> {
+    match intent.cascade_depth().checked_add(1) {
+        Some(depth) if depth <= limit => Ok(depth),
+        depth => Err(too_deep(intent.name(), depth, limit)),
     }
-    Ok(depth)
 }
 
 #[cold]
-fn too_deep(task: &str, depth: u32, limit: u32) -> BoxError {
+fn too_deep(task: &str, depth: Option<u32>, limit: u32) -> BoxError {
+    let depth = match depth {
+        Some(depth) => depth.to_string(),
+        None => format!("more than {}", u32::MAX),
+    };
     format!(
         "task `{task}` is {depth} levels deep in a cascade of tasks enqueueing tasks (limit {limit}); \
          a task probably re-enqueues itself. Block the re-entrant task with BlockTasks in the \

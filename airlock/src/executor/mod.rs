@@ -5,7 +5,7 @@
 //! them to a job queue. It is fail-fast: on the first failure it stops and
 //! reports how far it got, handing back the intents it never attempted.
 
-mod in_process;
+pub(crate) mod in_process;
 #[cfg(feature = "tokio")]
 mod spawn;
 

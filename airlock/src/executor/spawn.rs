@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -17,8 +18,10 @@ use crate::intent::Intent;
 ///
 /// Each task runs in its own isolated scope, like [`InProcess`](super::InProcess)
 /// and queue workers, and what it enqueues is dispatched by this same
-/// executor. Errors and panics are logged (target `airlock::executor`) and
-/// counted. [`wait_idle`](Self::wait_idle) waits until every spawned task,
+/// executor. An intent with a `delay` or `run_at` is spawned at once and
+/// sleeps until it is due (counted in [`in_flight`](Self::in_flight)
+/// meanwhile; a runtime shut down before then drops it unrun). Errors and
+/// panics are logged (target `airlock::executor`) and counted. [`wait_idle`](Self::wait_idle) waits until every spawned task,
 /// cascades included, has finished: what tests and graceful shutdowns need.
 ///
 /// ```
@@ -128,10 +131,20 @@ impl TokioExecutor {
                 ))
             }
         };
+        // Every schedule is checked before anything is spawned, so a refused
+        // one hands the whole flush back.
+        let now = SystemTime::now();
+        let due: Result<Vec<Option<SystemTime>>, _> =
+            intents.iter().map(|intent| intent.due_at(now)).collect();
+        let due = match due {
+            Ok(due) => due,
+            Err(error) => return Err(DispatchError::stopped_at(0, error, intents)),
+        };
         let cascade: Arc<dyn Executor> = Arc::new(self.clone());
         let mut intents = intents.into_iter();
+        let mut due = due.into_iter();
         let mut spawned = 0;
-        while let Some(intent) = intents.next() {
+        while let (Some(intent), Some(due)) = (intents.next(), due.next()) {
             // The task takes its intent on its first poll. A runtime that has
             // shut down drops a new task unpolled, at once: the intent is then
             // still in the slot, and comes back.
@@ -145,6 +158,10 @@ impl TokioExecutor {
                 let running = running;
                 let intent = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
                 let Some(intent) = intent else { return };
+                if let Some(at) = due {
+                    let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+                    tokio::time::sleep(wait).await;
+                }
                 let task = intent.name();
                 match run_intent_with(intent, cascade).await {
                     Ok(()) => running.shared.completed.fetch_add(1, Ordering::AcqRel),

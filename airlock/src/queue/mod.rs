@@ -143,17 +143,22 @@ pub(crate) fn to_task(intent: &Intent) -> Result<Task<Vec<u8>>, Error> {
     // Straight to bytes: no owned envelope, and the id's text on the stack.
     let mut id_text = [0; ulid::ULID_LEN];
     let payload = Envelope::encode_intent(intent, id.array_to_str(&mut id_text))?;
+    // Checked here too: `build()` skips the enqueue-time check, and apalis's
+    // own schedule arithmetic panics past the clock's range or before 1970.
+    let due = intent.due_at(std::time::SystemTime::now())?;
     let options = intent.options();
     let mut builder = TaskBuilder::new(payload)
         .task_id(TaskId::from_ulid(id))
         .max_attempts(options.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS) as usize)
         // apalis priorities are unsigned (higher first): negative ones run last.
         .priority(options.priority.unwrap_or(0).max(0) as usize);
-    if let Some(at) = options.run_at {
-        builder = builder.run_at_time(at);
-    }
-    if let Some(delay) = options.delay {
-        builder = builder.run_after(delay);
+    if let Some(at) = due {
+        // Never before the epoch: `due_at` is after now.
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_secs())
+            .unwrap_or_default();
+        builder = builder.run_at_timestamp(secs);
     }
     Ok(builder.build())
 }

@@ -109,8 +109,12 @@ impl PostgresQueue {
         let queue = self.clone();
         let monitor = options.monitor();
         monitor.register_n(options.workers, move |index, restarts| {
-            let storage = queue
-                .storage(&options.queue)
+            let config = PostgresConfig::default()
+                .queue(&options.queue)
+                .heartbeat_interval(options.heartbeat)
+                .missed_heartbeats(options.missed_heartbeats);
+            let storage = PostgresStorage::new(&queue.pool)
+                .with_config(config)
                 .with_codec(crate::worker::JobCodec)
                 .poll_with_strategy(options.poll_strategy());
             WorkerBuilder::new(options.restarted_name(index, restarts))

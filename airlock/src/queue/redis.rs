@@ -140,8 +140,11 @@ impl RedisQueue {
         let queue = self.clone();
         let monitor = options.monitor();
         monitor.register_n(options.workers, move |index, restarts| {
-            let storage = queue
-                .storage(&options.queue)
+            let config = config(&options.queue)
+                .heartbeat_interval(options.heartbeat)
+                .missed_heartbeats(options.missed_heartbeats);
+            let storage = RedisStorage::new(queue.conn.clone())
+                .with_config(config)
                 .poll_with_strategy(options.poll_strategy())
                 .with_codec(crate::worker::JobCodec);
             WorkerBuilder::new(options.restarted_name(index, restarts))

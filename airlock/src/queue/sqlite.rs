@@ -119,8 +119,12 @@ impl SqliteQueue {
         let queue = self.clone();
         let monitor = options.monitor();
         monitor.register_n(options.workers, move |index, restarts| {
-            let storage = queue
-                .storage(&options.queue)
+            let config = SqliteConfig::default()
+                .queue(&options.queue)
+                .heartbeat_interval(options.heartbeat)
+                .missed_heartbeats(options.missed_heartbeats);
+            let storage = SqliteStorage::new(&queue.pool)
+                .with_config(config)
                 .with_codec(crate::worker::JobCodec)
                 .poll_with_strategy(options.poll_strategy());
             WorkerBuilder::new(options.restarted_name(index, restarts))

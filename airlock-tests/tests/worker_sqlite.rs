@@ -1,0 +1,343 @@
+//! A queue worker under the inputs and stalls a real deployment sees: tasks
+//! that block, decoding code that panics, envelope fields and payloads from
+//! a hostile or drifted producer, jobs whose attempts were spent by runs that
+//! were cut off. Each test runs airlock's own monitor on a real SQLite file
+//! and reads the verdict from the job's row.
+#![cfg(feature = "apalis-sqlite")]
+
+use std::future::Future;
+use std::time::Duration;
+
+use airlock::queue::apalis::prelude::TaskSink;
+use airlock::queue::SqliteQueue;
+use airlock::worker::WorkerOptions;
+use airlock::Scope;
+use airlock_tests::{block_until_released, echo, picky, record, release, runs, tag, Picky};
+
+async fn queue(dir: &tempfile::TempDir) -> SqliteQueue {
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+    SqliteQueue::connect(&url)
+        .await
+        .expect("the queue database opens")
+}
+
+fn options(name: &str) -> WorkerOptions {
+    WorkerOptions::new(name)
+        .concurrency(4)
+        .poll_interval(Duration::from_millis(10))
+}
+
+/// Runs `queue`'s monitor with `options` until `done` holds (checked every
+/// 10 ms), at most 20 s; says whether it held.
+async fn run_until<F, Fut>(queue: &SqliteQueue, options: WorkerOptions, done: F) -> bool
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let stop = async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut held = false;
+        while tokio::time::Instant::now() < deadline {
+            if done().await {
+                held = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = held_tx.send(held);
+        Ok(())
+    };
+    queue
+        .monitor(options)
+        .run_with_signal(stop)
+        .await
+        .expect("the monitor runs and stops");
+    held_rx.await.unwrap_or(false)
+}
+
+/// The row of the only job of task `task`: status, attempts, last result.
+async fn row(queue: &SqliteQueue, task: &str) -> (String, i64, String) {
+    sqlx::query_as(
+        "SELECT status, attempts, COALESCE(CAST(last_result AS TEXT), '') FROM Jobs \
+         WHERE json_extract(CAST(job AS TEXT), '$.task') = ?",
+    )
+    .bind(task)
+    .fetch_one(queue.pool())
+    .await
+    .expect("the job's row")
+}
+
+/// Queues `jobs` as raw apalis jobs, as another producer (or an attacker
+/// with write access to the queue) could.
+async fn push_raw(queue: &SqliteQueue, jobs: Vec<serde_json::Value>) {
+    let mut storage = queue.storage(airlock::queue::DEFAULT_QUEUE);
+    for job in jobs {
+        storage.push(job).await.expect("push a raw job");
+    }
+}
+
+/// Flushes `enqueue` into `queue`.
+async fn flush(queue: &SqliteQueue, enqueue: impl FnOnce() -> airlock::Result<()>) {
+    let scope = Scope::new().executor(queue.clone()).start();
+    scope.in_scope(enqueue).expect("enqueue");
+    scope
+        .flush_async()
+        .await
+        .expect("the flush queues the jobs");
+}
+
+fn has(tag: &str, entry: &str) -> bool {
+    runs(tag).iter().any(|run| run == entry)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_blocking_sync_task_holds_up_neither_the_other_jobs_nor_the_worker() {
+    // The async `release` can only run while the sync blocker holds its
+    // thread if that thread is not the worker's: on a single-threaded
+    // runtime, an inline sync task stalls every job of the monitor (and its
+    // heartbeat) until it returns.
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let t = tag("blocking");
+    let (t1, t2) = (t.clone(), t.clone());
+    flush(&queue, move || {
+        block_until_released::intent(t1).priority(9).enqueue()?;
+        release::enqueue(t2)?;
+        Ok(())
+    })
+    .await;
+    let seen = t.clone();
+    let finished = run_until(&queue, options("blocking"), move || {
+        let done = runs(&seen).len() >= 3;
+        async move { done }
+    })
+    .await;
+    assert!(finished, "both jobs finish: {:?}", runs(&t));
+    assert!(
+        has(&t, "blocker released") && has(&t, "release"),
+        "the async job ran while the sync one blocked: {:?}",
+        runs(&t)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_deserialize_aborts_the_job_once_and_the_worker_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let t = tag("picky");
+    let (t1, t2) = (t.clone(), t.clone());
+    flush(&queue, move || {
+        picky::intent(t1, Picky("panic".into()))
+            .max_attempts(2)
+            .priority(9)
+            .enqueue()?;
+        record::enqueue(t2, 7)?;
+        Ok(())
+    })
+    .await;
+    // Run well past the job's first failure: a worker that died on the
+    // panic would be restarted and fetch the poison job again and again.
+    let seen = t.clone();
+    let start = tokio::time::Instant::now();
+    let finished = run_until(&queue, options("picky"), move || {
+        let done = has(&seen, "record(7)") && start.elapsed() > Duration::from_secs(2);
+        async move { done }
+    })
+    .await;
+    assert!(finished, "the other job still runs: {:?}", runs(&t));
+    let (status, attempts, result) = row(&queue, "test.picky").await;
+    assert_eq!(status, "Killed", "aborted, not retried: {result}");
+    assert_eq!(attempts, 1, "fetched once: {result}");
+    assert!(result.contains("panicked"), "says why: {result}");
+    assert!(!has(&t, "picky(panic)"), "never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_cascade_depth_is_aborted_not_overflowed_nor_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let (huge, at_limit, ok) = (tag("depth-max"), tag("depth-32"), tag("depth-ok"));
+    push_raw(
+        &queue,
+        vec![
+            serde_json::json!({ "v": 1, "id": "a", "task": "test.echo",
+                "args": { "tag": huge, "text": "x" }, "cascade_depth": u32::MAX }),
+            // One level deeper than this is past the default limit of 32.
+            serde_json::json!({ "v": 1, "id": "b", "task": "record",
+                "args": { "tag": at_limit, "value": 1 }, "cascade_depth": 32 }),
+            serde_json::json!({ "v": 1, "id": "c", "task": "test.picky",
+                "args": { "tag": ok, "value": "fine" }, "cascade_depth": 31 }),
+        ],
+    )
+    .await;
+    let seen = ok.clone();
+    let finished = run_until(&queue, options("depth"), move || {
+        let done = has(&seen, "picky(fine)");
+        async move { done }
+    })
+    .await;
+    assert!(finished, "the job within the limit runs");
+    for task in ["test.echo", "record"] {
+        let (status, attempts, result) = row(&queue, task).await;
+        assert_eq!(status, "Killed", "{task}: aborted, not retried: {result}");
+        assert_eq!(attempts, 1, "{task}: {result}");
+        assert!(result.contains("cascade"), "{task}: says why: {result}");
+    }
+    assert!(runs(&huge).is_empty() && runs(&at_limit).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drifted_argument_is_neither_copied_into_the_result_nor_retried() {
+    // A 100 kB string where a u64 is expected: serde's error quotes the
+    // whole value, and the row's result and the logs must not.
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let t = tag("drift");
+    let secret = "s3cr3t-".repeat(15_000);
+    push_raw(
+        &queue,
+        vec![serde_json::json!({ "v": 1, "id": "a", "task": "record",
+            "args": { "tag": t, "value": secret } })],
+    )
+    .await;
+    let q = queue.clone();
+    let finished = run_until(&queue, options("drift"), move || {
+        let q = q.clone();
+        async move { row(&q, "record").await.0 == "Killed" }
+    })
+    .await;
+    let (_, attempts, result) = row(&queue, "record").await;
+    assert!(finished, "aborted: {result}");
+    assert_eq!(attempts, 1);
+    assert!(result.len() < 2_048, "{} bytes of result", result.len());
+    assert!(result.contains("expected u64"), "says why: {result}");
+    assert!(
+        result.matches("s3cr3t-").count() < 20,
+        "a short prefix of the value at most: {result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_payload_is_refused_by_the_producer_and_aborted_unread_by_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let t = tag("oversized");
+    let big = "x".repeat(airlock::DEFAULT_MAX_PAYLOAD_BYTES + 1);
+
+    // The producer: the flush fails before anything is queued.
+    let scope = Scope::new().executor(queue.clone()).start();
+    let (t1, text) = (t.clone(), big.clone());
+    scope
+        .in_scope(move || echo::enqueue(t1, text))
+        .expect("enqueue");
+    let error = scope.flush_async().await.expect_err("too large to queue");
+    assert!(
+        error.to_string().contains("max_payload_bytes"),
+        "names the limit: {error}"
+    );
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
+        .fetch_one(queue.pool())
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "nothing was queued");
+
+    // A worker meets one anyway (another producer wrote it).
+    push_raw(
+        &queue,
+        vec![serde_json::json!({ "v": 1, "id": "a", "task": "test.echo",
+            "args": { "tag": t, "text": big } })],
+    )
+    .await;
+    let q = queue.clone();
+    let finished = run_until(&queue, options("oversized"), move || {
+        let q = q.clone();
+        async move { row(&q, "test.echo").await.0 == "Killed" }
+    })
+    .await;
+    let (_, attempts, result) = row(&queue, "test.echo").await;
+    assert!(finished, "aborted: {result}");
+    assert_eq!(attempts, 1);
+    assert!(result.contains("max_payload_bytes"), "says why: {result}");
+    assert!(result.len() < 2_048, "{} bytes of result", result.len());
+    assert!(runs(&t).is_empty(), "never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_attempts_were_spent_by_cut_off_runs_is_not_run_again() {
+    // Orphan recovery puts a job back to Pending and counts an attempt each
+    // time its worker stops heartbeating mid-run; it never looks at
+    // max_attempts. Two such runs of a job allowed two: the next run is a
+    // third.
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let (spent, fresh) = (tag("spent"), tag("fresh"));
+    let (t1, t2) = (spent.clone(), fresh.clone());
+    flush(&queue, move || {
+        record::intent(t1, 1)
+            .max_attempts(2)
+            .priority(9)
+            .enqueue()?;
+        echo::enqueue(t2, "hi".into())?;
+        Ok(())
+    })
+    .await;
+    sqlx::query(
+        "UPDATE Jobs SET attempts = 2 WHERE json_extract(CAST(job AS TEXT), '$.task') = 'record'",
+    )
+    .execute(queue.pool())
+    .await
+    .unwrap();
+    let q = queue.clone();
+    let finished = run_until(&queue, options("spent"), move || {
+        let q = q.clone();
+        async move { row(&q, "record").await.0 == "Killed" }
+    })
+    .await;
+    let (_, _, result) = row(&queue, "record").await;
+    assert!(finished, "aborted: {result}");
+    assert!(
+        result.contains("past its max_attempts"),
+        "says why: {result}"
+    );
+    assert!(runs(&spent).is_empty(), "not run a third time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orphan_window_is_set_by_worker_options() {
+    // A job claimed by a worker that fell silent 5 s ago: orphaned under a
+    // 1 s × 2 window, still alive under apalis's 30 s × 3.
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    let t = tag("orphan");
+    let t1 = t.clone();
+    flush(&queue, move || record::enqueue(t1, 5).map(drop)).await;
+    sqlx::query(
+        "INSERT INTO Workers (id, worker_type, storage_name, layers, last_seen, started_at) \
+         VALUES ('gone', ?, 'SqliteStorage', '', strftime('%s','now') - 5, strftime('%s','now') - 60)",
+    )
+    .bind(airlock::queue::DEFAULT_QUEUE)
+    .execute(queue.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE Jobs SET status = 'Running', lock_by = 'gone', lock_at = strftime('%s','now') - 5",
+    )
+    .execute(queue.pool())
+    .await
+    .unwrap();
+    let options = options("orphan")
+        .heartbeat(Duration::from_secs(1))
+        .missed_heartbeats(2);
+    assert_eq!(options.orphan_window(), Duration::from_secs(2));
+    let seen = t.clone();
+    let finished = run_until(&queue, options, move || {
+        let done = has(&seen, "record(5)");
+        async move { done }
+    })
+    .await;
+    assert!(finished, "the orphaned job was re-run within the window");
+    let (status, attempts, _) = row(&queue, "record").await;
+    assert_eq!(status, "Done");
+    assert_eq!(attempts, 2, "the cut-off run counts as an attempt");
+}
