@@ -348,7 +348,7 @@ impl PolicyKind {
 
     fn allows(self, task: Task, value: u8) -> bool {
         match self {
-            PolicyKind::DropAll => false,
+            PolicyKind::DropAll | PolicyKind::AssertNoEffects => false,
             PolicyKind::Block(blocked) | PolicyKind::BlockAtEnqueue(blocked) => task != blocked,
             PolicyKind::DropValue(v) => value != v,
             _ => true,

@@ -89,6 +89,15 @@ fn assert_no_effects_rejects_at_enqueue_and_buffers_nothing() {
 }
 
 #[test]
+fn assert_no_effects_lets_nothing_through_a_flush_either() {
+    // Its flush filter is the last line for an intent that reached a scope
+    // without its enqueue check: it must allow nothing.
+    let t = tag("no-effects-filter");
+    let captured = airlock::testing::capture(|| record::enqueue(t.clone(), 1));
+    assert!(!AssertNoEffects.allows(&captured.intents[0]));
+}
+
+#[test]
 fn block_tasks_drops_at_flush_by_default() {
     let t = tag("block-flush");
     let (report, info) = run_with(BlockTasks::of(&[fail::TASK]), || {

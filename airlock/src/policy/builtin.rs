@@ -31,7 +31,12 @@ impl Policy for DropAll {
     }
 }
 
-/// Rejects every enqueue with an error: for code that must have no side effects.
+/// Rejects every enqueue with an error, and lets nothing through a flush: for
+/// code that must have no side effects.
+///
+/// Its flush filter matters for an intent that reached the scope without
+/// passing its enqueue check (built elsewhere and handed in): it is dropped,
+/// never dispatched.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AssertNoEffects;
 
@@ -42,6 +47,10 @@ impl Policy for AssertNoEffects {
             intent,
             "this code must not have side effects",
         ))
+    }
+
+    fn allows(&self, _: &Intent) -> bool {
+        false
     }
 }
 
