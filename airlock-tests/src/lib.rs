@@ -269,3 +269,19 @@ pub fn picky(tag: String, value: Picky) {
 pub fn echo(tag: String, text: String) {
     record_run(&tag, format!("echo({} bytes)", text.len()));
 }
+
+/// Records `started`, waits (asynchronously, up to 10 s) until the test
+/// records `open` under the same `tag`, then records `finished`: a task whose
+/// run spans whatever the test does in between.
+#[airlock::task(name = "test.wait_for_open")]
+pub async fn wait_for_open(tag: String) {
+    record_run(&tag, "started");
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_LIMIT;
+    while !runs(&tag).iter().any(|run| run == "open") {
+        if tokio::time::Instant::now() > deadline {
+            return record_run(&tag, "gave up");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    record_run(&tag, "finished");
+}

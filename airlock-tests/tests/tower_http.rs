@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use airlock::tower::AirlockLayer;
 use airlock::{DiscardReason, InProcess, Scope, ScopeHandle, ScopePhase};
-use airlock_tests::{record, runs, tag};
+use airlock_tests::{record, runs, tag, wait_for_open};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -203,6 +203,48 @@ async fn a_client_that_goes_away_discards_the_request_intents() {
     assert_eq!(scope.phase(), ScopePhase::Discarded);
     assert_eq!(scope.discard_reason(), Some(DiscardReason::Cancelled));
     assert!(runs(&t).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_goes_away_during_the_flush_of_a_success_loses_nothing() {
+    // The handler returned 200, so its intents must be dispatched; the
+    // client gives up while the flush is still running the task.
+    let (seen, mut scopes) = mpsc::unbounded_channel::<ScopeHandle>();
+    let app = Router::new()
+        .route(
+            "/{tag}",
+            get(
+                |Path(tag): Path<String>,
+                 Extension(scope): Extension<ScopeHandle>,
+                 State(seen): State<mpsc::UnboundedSender<ScopeHandle>>| async move {
+                    wait_for_open::enqueue(tag).unwrap();
+                    seen.send(scope).unwrap();
+                    StatusCode::OK
+                },
+            ),
+        )
+        .with_state(seen)
+        .layer(layer());
+    let base = serve(app).await;
+    let t = url_tag("gone-mid-flush");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let error = client.get(format!("{base}/{t}")).send().await.unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    let scope = scopes.recv().await.expect("the handler ran");
+    assert_eq!(runs(&t), ["started"], "the flush was under way");
+    // Let hyper notice the closed connection and drop the response future
+    // before the task may finish.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    airlock_tests::record_run(&t, "open");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while scope.phase() != ScopePhase::Flushed && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(runs(&t), ["started", "open", "finished"]);
+    assert_eq!(scope.phase(), ScopePhase::Flushed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,7 +8,9 @@
 //!
 //! * `1xx`, `2xx`, `3xx`: the intents are flushed (dispatched before the
 //!   response is handed on, so a queue has them before the client sees
-//!   success);
+//!   success). Once the response is a success the flush always finishes: if
+//!   the response future is dropped meanwhile (the client went away, a
+//!   timeout layer outside fired), the flush goes on as a tokio task;
 //! * `4xx`, `5xx`, an error from the service, a panic in the handler (with or
 //!   without `tower_http::catch_panic` outside this layer), or a request
 //!   future dropped because the client went away: the intents are discarded.
@@ -206,10 +208,56 @@ impl Drop for RequestScope {
     }
 }
 
-type Flushing<ResBody> = (
-    BoxFuture<'static, Result<FlushReport, Error>>,
-    Option<Response<ResBody>>,
-);
+/// A successful request's flush under way, with the response it releases.
+///
+/// Once the outcome is success the handler's work is done (its writes may
+/// be committed), so the flush must finish even if nobody waits for the
+/// response any more: dropped before the flush finished (the client went
+/// away, a timeout layer outside fired), it hands the flush to the tokio
+/// runtime to finish in the background.
+struct Flushing<ResBody> {
+    flush: Option<BoxFuture<'static, Result<FlushReport, Error>>>,
+    response: Option<Response<ResBody>>,
+}
+
+impl<ResBody> Flushing<ResBody> {
+    /// Polls the flush; once it is done, the response.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Response<ResBody>> {
+        if let Some(flush) = self.flush.as_mut() {
+            let report = std::task::ready!(flush.as_mut().poll(cx));
+            self.flush = None;
+            log_failure(report);
+        }
+        Poll::Ready(self.response.take().expect("polled after completion"))
+    }
+}
+
+impl<ResBody> Drop for Flushing<ResBody> {
+    fn drop(&mut self) {
+        let Some(flush) = self.flush.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::debug!(target: "airlock::tower", "response dropped during its flush; finishing the flush in the background");
+                runtime.spawn(async move { log_failure(flush.await) });
+            }
+            Err(_) => tracing::error!(
+                target: "airlock::tower",
+                "response dropped during its flush outside a tokio runtime: the flush could \
+                 not be finished, and its remaining intents are interrupted"
+            ),
+        }
+    }
+}
+
+/// The response already exists (and any transaction committed): a failed
+/// dispatch is reported loudly rather than failing the request.
+fn log_failure(report: Result<FlushReport, Error>) {
+    if let Err(error) = report {
+        tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
+    }
+}
 
 pin_project! {
     /// The response future of [`AirlockService`].
@@ -240,15 +288,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Some((flush, response)) = this.flushing.as_mut() {
-            let report = std::task::ready!(flush.as_mut().poll(cx));
-            if let Err(error) = report {
-                // The response already exists (and any transaction committed):
-                // report the lost dispatch loudly rather than fail the request.
-                tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
-            }
-            let response = response.take().expect("polled after completion");
-            return Poll::Ready(Ok(response));
+        if let Some(flushing) = this.flushing.as_mut() {
+            return flushing.poll(cx).map(Ok);
         }
 
         let future = this.future;
@@ -282,18 +323,10 @@ where
             scope.discard_with(DiscardReason::Requested(reason.into()));
             return Poll::Ready(Ok(response));
         }
-        let mut flush: BoxFuture<'static, _> = Box::pin(scope.flush_async());
-        match flush.as_mut().poll(cx) {
-            Poll::Ready(report) => {
-                if let Err(error) = report {
-                    tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
-                }
-                Poll::Ready(Ok(response))
-            }
-            Poll::Pending => {
-                *this.flushing = Some((flush, Some(response)));
-                Poll::Pending
-            }
-        }
+        let flushing = this.flushing.insert(Flushing {
+            flush: Some(Box::pin(scope.flush_async())),
+            response: Some(response),
+        });
+        flushing.poll(cx).map(Ok)
     }
 }
