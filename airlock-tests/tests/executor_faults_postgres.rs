@@ -230,8 +230,9 @@ async fn a_co_commit_whose_commit_answer_is_lost_reports_its_intents_in_doubt() 
     proxy.cut_on("COMMIT", 1, Cut::AfterReply);
     let error = scope.commit().await.expect_err("the commit got no answer");
     assert_eq!(proxy.fired(), 1, "the proxy swallowed the answer to COMMIT");
-    assert!(matches!(error, Error::Transaction { .. }), "{error}");
-    assert!(error.to_string().contains("outcome unknown"), "{error}");
+    assert!(matches!(error, Error::TransactionInDoubt { .. }), "{error}");
+    assert!(error.to_string().contains("outcome is unknown"), "{error}");
+    assert!(!error.to_string().contains("rolled back"), "{error}");
     assert_eq!(
         held(&url, &t).await,
         everything_once(),
@@ -239,6 +240,105 @@ async fn a_co_commit_whose_commit_answer_is_lost_reports_its_intents_in_doubt() 
     );
     let records = handle.records();
     assert_eq!(fates(&records), ["interrupted"; 5], "{records:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_commit_whose_commit_answer_is_lost_is_in_doubt_never_a_false_rollback() {
+    let Some((url, proxy, queue)) = proxied().await else {
+        return;
+    };
+    let t = tag("pg-aftercommit-lost");
+    sqlx::query("CREATE TABLE orders (tag TEXT NOT NULL)")
+        .execute(queue.pool())
+        .await
+        .unwrap();
+    let mut tx = queue.pool().begin().await.expect("a transaction");
+    sqlx::query("INSERT INTO orders (tag) VALUES ($1)")
+        .bind(&t)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let scope = airlock::Scope::new()
+        .executor(airlock::InProcess)
+        .after_commit(tx);
+    let handle = scope.handle();
+    handle
+        .in_scope(|| record::enqueue(t.clone(), 1))
+        .expect("enqueue");
+    // The server commits; its answer never arrives.
+    proxy.cut_on("COMMIT", 1, Cut::AfterReply);
+    let error = scope.commit().await.expect_err("the commit got no answer");
+    assert_eq!(proxy.fired(), 1, "the proxy swallowed the answer to COMMIT");
+    let Error::TransactionInDoubt { in_doubt, .. } = &error else {
+        panic!("expected TransactionInDoubt, got {error}");
+    };
+    assert_eq!(in_doubt.len(), 1, "the intent is handed back");
+    assert!(!error.to_string().contains("rolled back"), "{error}");
+    let pool = PgPoolOptions::new().connect(&url).await.unwrap();
+    let committed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE tag = $1")
+        .bind(&t)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(committed, 1, "the server did commit the row");
+    assert_eq!(
+        fates(&handle.records()),
+        ["interrupted"],
+        "in doubt, not discarded"
+    );
+    assert!(
+        airlock_tests::runs(&t).is_empty(),
+        "not dispatched on a guess"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_commit_the_caller_stops_waiting_for_mid_commit_still_commits_and_dispatches() {
+    // A frozen server holds COMMIT; the caller's timeout fires meanwhile.
+    // The transaction then commits when the server thaws, and its intents
+    // must be dispatched although nobody awaits the commit any more.
+    let Some(server) = OwnPostgres::start() else {
+        return;
+    };
+    let url = server.server().fresh_database().await;
+    let pool = PgPoolOptions::new().connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE orders (tag TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let t = tag("pg-aftercommit-abandoned");
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (tag) VALUES ($1)")
+        .bind(&t)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let scope = airlock::Scope::new()
+        .executor(airlock::InProcess)
+        .after_commit(tx);
+    let handle = scope.handle();
+    handle
+        .in_scope(|| record::enqueue(t.clone(), 1))
+        .expect("enqueue");
+    server.pause();
+    let timed_out = tokio::time::timeout(Duration::from_millis(200), scope.commit()).await;
+    assert!(
+        timed_out.is_err(),
+        "COMMIT was still waiting for the server"
+    );
+    server.resume();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while airlock_tests::runs(&t).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let committed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE tag = $1")
+        .bind(&t)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(committed, 1, "the transaction committed");
+    assert_eq!(airlock_tests::runs(&t), ["record(1)"], "and its intent ran");
+    assert_eq!(fates(&handle.records()), ["dispatched"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

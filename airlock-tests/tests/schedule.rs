@@ -162,3 +162,26 @@ async fn the_sqlite_queue_stores_extreme_schedules_or_refuses_them_without_panic
         "{run_at:?}"
     );
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_tokio_runtime_without_timers_refuses_a_delayed_intent_instead_of_losing_it() {
+    use airlock::executor::TokioExecutor;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let t = tag("schedule-no-timers");
+    let executor = TokioExecutor::on(runtime.handle().clone());
+    let error = Scope::new()
+        .executor(executor.clone())
+        .run(|| {
+            record::intent(t.clone(), 1)
+                .delay(Duration::from_secs(1))
+                .enqueue()
+        })
+        .expect_err("the flush is refused");
+    assert!(error.to_string().contains("no timers"), "{error}");
+    assert_eq!(executor.in_flight(), 0, "nothing was spawned");
+    assert!(runs(&t).is_empty());
+}

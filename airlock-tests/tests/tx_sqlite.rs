@@ -214,6 +214,39 @@ async fn after_commit_dispatches_only_once_the_commit_succeeded() {
     assert_eq!(handle.records()[0].fate, Fate::Dispatched);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_transactions_intents_are_dispatched_when_the_caller_stops_waiting() {
+    // The caller's timeout fires while the after-commit dispatch is still
+    // running the task: the transaction committed, so the dispatch must
+    // finish anyway.
+    let dir = tempfile::tempdir().unwrap();
+    let (_queue, pool) = database(&dir).await;
+    let t = tag("after-commit-abandoned");
+    let tx = Scope::new()
+        .executor(InProcess)
+        .after_commit(pool.begin().await.unwrap());
+    let handle = tx.handle();
+    let tc = t.clone();
+    let commit = tx.run(|tx| {
+        Box::pin(async move {
+            insert_order(tx, 1).await?;
+            airlock_tests::wait_for_open::enqueue(tc)?;
+            Ok::<_, airlock::BoxError>(())
+        })
+    });
+    let timed_out = tokio::time::timeout(Duration::from_millis(200), commit).await;
+    assert!(timed_out.is_err(), "the dispatch was still running");
+    assert_eq!(orders(&pool).await, 1, "committed");
+    assert_eq!(runs(&t), ["started"]);
+    airlock_tests::record_run(&t, "open");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handle.phase() != ScopePhase::Flushed && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(runs(&t), ["started", "open", "finished"]);
+    assert_eq!(handle.records()[0].fate, Fate::Dispatched);
+}
+
 #[tokio::test]
 async fn a_failed_commit_dispatches_and_queues_nothing() {
     for durability in [Durability::AfterCommit, Durability::CoCommit] {

@@ -173,7 +173,8 @@ pub enum Error {
     /// not be written into it): the transaction rolled back, business data and
     /// intents alike, and nothing was dispatched.
     #[error(
-        "{scope}: the database transaction failed to {action}, so it was rolled back and none          of its intents were dispatched: {source}"
+        "{scope}: the database transaction failed to {action}, so it was rolled back and none \
+         of its intents were dispatched: {source}"
     )]
     Transaction {
         /// The transaction scope.
@@ -181,6 +182,27 @@ pub enum Error {
         /// What failed: `"commit"` or `"queue its intents"`.
         action: &'static str,
         /// The database error.
+        source: BoxError,
+    },
+
+    /// A transaction scope sent `COMMIT` and the connection failed before the
+    /// database answered: the transaction committed or rolled back, business
+    /// rows and co-committed jobs together, and only the database knows
+    /// which. Its intents are reported `Interrupted`, never dispatched.
+    #[error(
+        "{scope}: the connection failed after COMMIT was sent and before the database \
+         answered, so the outcome is unknown: your rows (and any co-committed jobs) \
+         committed together or not at all. Its intents were not dispatched (reported \
+         interrupted); check the database before retrying: {source}"
+    )]
+    TransactionInDoubt {
+        /// The transaction scope.
+        scope: ScopeInfo,
+        /// An after-commit scope's intents, never dispatched: dispatch them
+        /// yourself once the database shows the transaction committed.
+        /// Empty for co-commit (its jobs share the transaction's fate).
+        in_doubt: Vec<crate::intent::Intent>,
+        /// The connection error.
         source: BoxError,
     },
 

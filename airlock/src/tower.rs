@@ -58,10 +58,8 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response, Uri};
 use pin_project_lite::pin_project;
 
-use crate::error::Error;
-use crate::flush::FlushReport;
+use crate::flush::must_finish::MustFinish;
 use crate::scope::{ActiveScope, DiscardReason, Scope, ScopeHandle};
-use crate::task::BoxFuture;
 
 /// What a [`FlushRule`] may look at of the request (captured before the
 /// handler consumes it).
@@ -209,53 +207,24 @@ impl Drop for RequestScope {
 }
 
 /// A successful request's flush under way, with the response it releases.
-///
-/// Once the outcome is success the handler's work is done (its writes may
-/// be committed), so the flush must finish even if nobody waits for the
-/// response any more: dropped before the flush finished (the client went
-/// away, a timeout layer outside fired), it hands the flush to the tokio
-/// runtime to finish in the background.
+/// Once the outcome is success the flush must finish even if nobody waits
+/// for the response any more ([`MustFinish`]).
 struct Flushing<ResBody> {
-    flush: Option<BoxFuture<'static, Result<FlushReport, Error>>>,
+    flush: MustFinish,
     response: Option<Response<ResBody>>,
 }
 
 impl<ResBody> Flushing<ResBody> {
     /// Polls the flush; once it is done, the response.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Response<ResBody>> {
-        if let Some(flush) = self.flush.as_mut() {
-            let report = std::task::ready!(flush.as_mut().poll(cx));
-            self.flush = None;
-            log_failure(report);
+        if self.response.is_some() {
+            if let Err(error) = std::task::ready!(Pin::new(&mut self.flush).poll(cx)) {
+                // The response already exists (and any transaction committed):
+                // report the lost dispatch loudly rather than fail the request.
+                tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
+            }
         }
         Poll::Ready(self.response.take().expect("polled after completion"))
-    }
-}
-
-impl<ResBody> Drop for Flushing<ResBody> {
-    fn drop(&mut self) {
-        let Some(flush) = self.flush.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                tracing::debug!(target: "airlock::tower", "response dropped during its flush; finishing the flush in the background");
-                runtime.spawn(async move { log_failure(flush.await) });
-            }
-            Err(_) => tracing::error!(
-                target: "airlock::tower",
-                "response dropped during its flush outside a tokio runtime: the flush could \
-                 not be finished, and its remaining intents are interrupted"
-            ),
-        }
-    }
-}
-
-/// The response already exists (and any transaction committed): a failed
-/// dispatch is reported loudly rather than failing the request.
-fn log_failure(report: Result<FlushReport, Error>) {
-    if let Err(error) = report {
-        tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
     }
 }
 
@@ -324,7 +293,7 @@ where
             return Poll::Ready(Ok(response));
         }
         let flushing = this.flushing.insert(Flushing {
-            flush: Some(Box::pin(scope.flush_async())),
+            flush: MustFinish::new(Box::pin(scope.flush_async()), "a request's flush"),
             response: Some(response),
         });
         flushing.poll(cx).map(Ok)

@@ -59,7 +59,8 @@ use std::ops::{Deref, DerefMut};
 use sqlx::{Database, Transaction};
 
 use crate::error::{BoxError, Error};
-use crate::flush::FlushReport;
+use crate::flush::must_finish::MustFinish;
+use crate::flush::{FlushReport, PreparedFlush};
 use crate::intent::Intent;
 use crate::scope::{ActiveScope, DiscardReason, Durability, HandleGuard, Scope, ScopeHandle};
 use crate::scope::{Bound, ScopeInfo};
@@ -266,62 +267,30 @@ impl<DB: Database> TxScope<DB> {
     /// If anything fails before `COMMIT` succeeded, the transaction rolls back
     /// and no intent is dispatched.
     ///
+    /// Once the scope has ended the work is finished even if this future is
+    /// dropped (a request timeout, a client gone): the commit and the
+    /// dispatch go on as a tokio task, so a committed transaction's intents
+    /// are dispatched whoever stopped waiting.
+    ///
     /// # Errors
     /// [`Error::Transaction`] if the jobs could not be written (co-commit) or
-    /// the commit failed; [`Error::PolicyPanicked`] if a policy panicked while
+    /// the database refused the commit; [`Error::TransactionInDoubt`] if the
+    /// connection failed after `COMMIT` was sent (the intents are reported
+    /// interrupted, never dispatched); [`Error::PolicyPanicked`] if a policy panicked while
     /// filtering (the transaction then rolls back); [`Error::Dispatch`] if the
     /// after-commit dispatch failed (the data is committed; the error hands
     /// back the intents that were not dispatched).
     pub async fn commit(mut self) -> Result<FlushReport, Error> {
-        let (scope, mut tx) = self.take();
-        let info = scope.info().clone();
+        let (scope, tx) = self.take();
         // Logical end first: nothing can be enqueued once committing starts.
-        let mut prepared = scope.prepare_flush()?;
-        let Some(push) = self.push else {
-            if let Err(error) = tx.commit().await {
-                prepared.abort(DiscardReason::CommitFailed(error.to_string()));
-                return Err(transaction_error(info, "commit", error));
-            }
-            return prepared.dispatch_async().await;
-        };
-        let intents = prepared.take_survivors();
-        if !intents.is_empty() {
-            if let Err(error) = push(&mut tx, &intents).await {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(target: "airlock::tx", scope = %info, error = %rollback, "rollback failed");
-                }
-                prepared.abort(DiscardReason::RolledBack);
-                return Err(transaction_error(
-                    info,
-                    "queue its intents",
-                    format!(
-                        "{error} (co-commit writes into the apalis queue tables of the \
-                         transaction's own database: create them once with the queue's `new`)"
-                    ),
-                ));
-            }
-        }
-        if let Err(error) = tx.commit().await {
-            if let sqlx::Error::Database(_) = error {
-                // The database answered: it refused the commit, so nothing,
-                // jobs included, was written.
-                prepared.abort(DiscardReason::CommitFailed(error.to_string()));
-                return Err(transaction_error(info, "commit", error));
-            }
-            // No answer (the connection failed after COMMIT was sent): the jobs
-            // and the business rows committed together or not at all, and only
-            // the database knows which. Dropping the prepared flush reports the
-            // intents `Interrupted`, never claimed either way.
-            drop(prepared);
-            return Err(transaction_error(
-                info,
-                "commit (outcome unknown: the connection failed before the database answered; \
-                 the queued jobs and your rows committed together or not at all)",
-                error,
-            ));
-        }
-        tracing::debug!(target: "airlock::tx", scope = %info, queued = intents.len(), "co-committed");
-        prepared.complete(Ok(()))
+        let prepared = scope.prepare_flush()?;
+        // From here on the caller going away must not decide the intents'
+        // fate: `COMMIT` may be on the wire, or done.
+        MustFinish::new(
+            Box::pin(commit_and_dispatch(prepared, tx, self.push)),
+            "a transaction scope's commit and flush",
+        )
+        .await
     }
 
     /// Discards the intents and rolls the transaction back.
@@ -342,6 +311,76 @@ impl<DB: Database> TxScope<DB> {
     fn take(&mut self) -> (ActiveScope, Transaction<'static, DB>) {
         let taken = self.scope.take().zip(self.tx.take());
         taken.expect("commit/rollback consume the scope, so it is still open")
+    }
+}
+
+/// What [`TxScope::commit`] does once the scope ended: write the jobs
+/// (co-commit), `COMMIT`, then dispatch (after-commit) or complete.
+///
+/// If anything fails before `COMMIT` succeeded, the transaction rolls back
+/// and no intent is dispatched. A `COMMIT` the database never answered (the
+/// connection failed after sending it) may have committed: its intents are
+/// in doubt, reported `Interrupted` and never dispatched, and the error says
+/// the outcome is unknown, never that it rolled back.
+async fn commit_and_dispatch<DB: Database>(
+    mut prepared: PreparedFlush,
+    mut tx: Transaction<'static, DB>,
+    push: Option<PushFn<DB>>,
+) -> Result<FlushReport, Error> {
+    let info = prepared.scope().clone();
+    let intents = match push {
+        Some(push) => {
+            let intents = prepared.take_survivors();
+            if !intents.is_empty() {
+                if let Err(error) = push(&mut tx, &intents).await {
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::warn!(target: "airlock::tx", scope = %info, error = %rollback, "rollback failed");
+                    }
+                    prepared.abort(DiscardReason::RolledBack);
+                    return Err(transaction_error(
+                        info,
+                        "queue its intents",
+                        format!(
+                            "{error} (co-commit writes into the apalis queue tables of the \
+                             transaction's own database: create them once with the queue's `new`)"
+                        ),
+                    ));
+                }
+            }
+            Some(intents)
+        }
+        None => None,
+    };
+    if let Err(error) = tx.commit().await {
+        if let sqlx::Error::Database(_) = error {
+            // The database answered: it refused the commit, so nothing, jobs
+            // included, was written.
+            prepared.abort(DiscardReason::CommitFailed(error.to_string()));
+            return Err(transaction_error(info, "commit", error));
+        }
+        // No answer: the rows (and co-committed jobs) committed together or
+        // not at all, and only the database knows which. Dropping the
+        // prepared flush reports the intents `Interrupted`, never claimed
+        // either way.
+        // After-commit intents were never dispatched: hand them back, so the
+        // caller can check the database and dispatch them itself.
+        let in_doubt = match intents {
+            None => prepared.take_survivors(),
+            Some(_) => Vec::new(),
+        };
+        drop(prepared);
+        return Err(Error::TransactionInDoubt {
+            scope: info,
+            in_doubt,
+            source: error.into(),
+        });
+    }
+    match intents {
+        None => prepared.dispatch_async().await,
+        Some(intents) => {
+            tracing::debug!(target: "airlock::tx", scope = %info, queued = intents.len(), "co-committed");
+            prepared.complete(Ok(()))
+        }
     }
 }
 

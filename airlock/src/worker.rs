@@ -16,10 +16,12 @@
 //! * The worker itself enforces the job's attempt budget, taken from the
 //!   queue's own record of the job (the row, or apalis-redis's metadata), the
 //!   one source of truth: a failure on attempt `max_attempts` or later aborts
-//!   the job, and a job that arrives already past it (re-enqueued after its
-//!   worker stopped heartbeating, which counts an attempt) is aborted without
-//!   running. A job with `max_attempts = 3` therefore runs at most 3 times on
-//!   every backend (apalis-redis alone would retry up to 25 times).
+//!   the job instead of leaving it to the backend's retry policy
+//!   (apalis-redis alone would retry up to 25 times). A job handed out again
+//!   after runs that never reported back (its worker died, stalled, or shut
+//!   down with the job fetched but not started) may arrive past its budget:
+//!   it runs once more, since whether those runs started is unknown, and a
+//!   failure then ends it.
 //! * Sync tasks run on tokio's blocking pool, never on the worker's async
 //!   threads: a task that blocks for minutes neither delays the worker's
 //!   other jobs nor its heartbeat.
@@ -35,8 +37,9 @@
 //! # Delivery: at least once
 //! A job acknowledged done ran to success once. A job whose worker dies (or
 //! stops heartbeating) mid-run is handed to another worker once the orphan
-//! window passes ([`WorkerOptions::heartbeat`] × [`WorkerOptions::missed_heartbeats`],
-//! 90 s by default), and runs again: that re-run counts as an attempt. A
+//! window passes ([`WorkerOptions::heartbeat`] × [`WorkerOptions::missed_heartbeats`];
+//! apalis's defaults: 60 s on SQLite, 300 s on PostgreSQL and Redis), and
+//! runs again (on the SQL backends that re-run counts as an attempt). A
 //! worker that is alive but stalled longer than the window (a paused VM, a
 //! `SIGSTOP`) can likewise see its job run elsewhere; keep the window well
 //! above the longest pause you expect, and make tasks idempotent where a
@@ -120,18 +123,16 @@ pub async fn handle(job: serde_json::Value, run: JobRun) -> Result<(), BoxDynErr
         .unwrap_or(DEFAULT_MAX_ATTEMPTS as usize);
     let attempt = run.attempt();
     if attempt > max_attempts {
-        // Only orphan recovery hands out such a run: the previous one was
-        // cut off (its worker died or stalled), and the budget is spent.
-        tracing::error!(
+        // Handed out again after runs that never reported back (a worker
+        // that died, stalled, or shut down with the job fetched but not yet
+        // started: apalis counts an attempt for each). Whether those runs
+        // started is unknown here, so the job runs once more, and a failure
+        // ends it below.
+        tracing::warn!(
             target: "airlock::worker",
             task, attempt, max_attempts,
-            "job aborted unrun: its attempts were used up by runs whose worker stopped"
+            "job runs past its max_attempts: earlier runs were cut off without reporting back"
         );
-        return Err(abort(format!(
-            "task `{task}` arrived for attempt {attempt}, past its max_attempts \
-             {max_attempts} (earlier runs were cut off when their worker stopped \
-             heartbeating); it is not run again"
-        )));
     }
     if let Err(error) = task_depth(&intent, cascade_limit()) {
         tracing::error!(target: "airlock::worker", task, error = %clip(&error), "job aborted: it can never succeed");
@@ -355,15 +356,17 @@ pub struct WorkerOptions {
     pub(crate) concurrency: usize,
     pub(crate) queue: String,
     pub(crate) poll_interval: std::time::Duration,
-    pub(crate) heartbeat: Duration,
-    pub(crate) missed_heartbeats: usize,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) missed_heartbeats: Option<usize>,
 }
 
 impl WorkerOptions {
     /// Workers named after `name`, with the defaults: 1 worker, 8 jobs at
     /// once, queue [`DEFAULT_QUEUE`](crate::queue::DEFAULT_QUEUE), polling
-    /// every 100 ms when idle, a heartbeat every 30 s and 3 missed
-    /// heartbeats before another worker takes over a job (90 s).
+    /// every 100 ms when idle, and the backend's own heartbeat settings
+    /// (apalis: a heartbeat every 30 s; 2 missed heartbeats on SQLite, 10 on
+    /// PostgreSQL and Redis, before another worker re-runs a silent
+    /// worker's jobs).
     pub fn new(name: impl Into<String>) -> Self {
         WorkerOptions {
             name: name.into(),
@@ -371,8 +374,8 @@ impl WorkerOptions {
             concurrency: 8,
             queue: crate::queue::DEFAULT_QUEUE.to_owned(),
             poll_interval: std::time::Duration::from_millis(100),
-            heartbeat: Duration::from_secs(30),
-            missed_heartbeats: 3,
+            heartbeat: None,
+            missed_heartbeats: None,
         }
     }
 
@@ -403,26 +406,47 @@ impl WorkerOptions {
     }
 
     /// How often each worker tells the queue it is alive (apalis's default:
-    /// 30 s). Sync tasks run on a blocking pool, so a long task does not
-    /// delay it.
+    /// 30 s; between 1 s and 1 h). Sync tasks run on a blocking pool, so a
+    /// long task does not delay it.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
-        self.heartbeat = interval.max(Duration::from_secs(1));
+        self.heartbeat = Some(interval.clamp(Duration::from_secs(1), Duration::from_secs(3600)));
         self
     }
 
     /// How many heartbeats a worker may miss before the jobs it holds count
-    /// as orphaned and another worker of the queue re-runs them (at least 1;
-    /// default 3). The orphan window is `heartbeat × missed_heartbeats`: a
-    /// worker stalled (not dead) for longer than that sees its job run again
-    /// elsewhere, so keep it well above the pauses you expect.
+    /// as orphaned and another worker of the queue re-runs them (between 2
+    /// and 1,000: with 1, a live worker whose heartbeat lands a moment late
+    /// would lose its jobs). The orphan window is `heartbeat ×
+    /// missed_heartbeats`: a worker stalled (not dead) for longer than that
+    /// sees its job run again elsewhere, so keep it well above the pauses
+    /// you expect.
     pub fn missed_heartbeats(mut self, missed: usize) -> Self {
-        self.missed_heartbeats = missed.max(1);
+        self.missed_heartbeats = Some(missed.clamp(2, 1_000));
         self
     }
 
-    /// How long a worker may go silent before its jobs are re-run elsewhere.
-    pub fn orphan_window(&self) -> Duration {
-        self.heartbeat * u32::try_from(self.missed_heartbeats).unwrap_or(u32::MAX)
+    /// How long a worker may go silent before its jobs are re-run elsewhere,
+    /// when both settings are given (otherwise the backend's defaults rule).
+    pub fn orphan_window(&self) -> Option<Duration> {
+        let missed = u32::try_from(self.missed_heartbeats?).ok()?;
+        self.heartbeat?.checked_mul(missed)
+    }
+
+    /// Sets the heartbeat settings that were given on a backend's config,
+    /// through its own setters; the others keep the backend's defaults.
+    pub(crate) fn apply_heartbeat<C>(
+        &self,
+        mut config: C,
+        heartbeat: fn(C, Duration) -> C,
+        missed: fn(C, usize) -> C,
+    ) -> C {
+        if let Some(interval) = self.heartbeat {
+            config = heartbeat(config, interval);
+        }
+        if let Some(count) = self.missed_heartbeats {
+            config = missed(config, count);
+        }
+        config
     }
 
     /// How an idle worker polls: every `poll_interval`. Use it in place of

@@ -110,6 +110,7 @@ pub async fn run_intent(intent: Intent) -> Result<(), BoxError> {
 /// # Errors
 /// As [`run_intent`]; an async task fails with the error that it needs an
 /// async scope.
+#[cfg(feature = "_queue")]
 pub(crate) fn run_sync_intent(intent: Intent) -> Result<(), BoxError> {
     run_sync(intent, cascade_limit(), &mut TaskFrame::new(None))
 }

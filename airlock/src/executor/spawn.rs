@@ -148,6 +148,19 @@ impl TokioExecutor {
             // The task takes its intent on its first poll. A runtime that has
             // shut down drops a new task unpolled, at once: the intent is then
             // still in the slot, and comes back.
+            // The timer is armed here, on the runtime: one built without
+            // timers panics, and that must refuse the flush, not lose the
+            // intent inside a task.
+            let sleep = match due.map(|at| arm_timer(&handle, at)).transpose() {
+                Ok(sleep) => sleep,
+                Err(message) => {
+                    return Err(DispatchError::stopped_at(
+                        spawned,
+                        message,
+                        std::iter::once(intent).chain(intents).collect(),
+                    ))
+                }
+            };
             let slot = Arc::new(std::sync::Mutex::new(Some(intent)));
             let taken = Arc::clone(&slot);
             let cascade = Arc::clone(&cascade);
@@ -158,9 +171,8 @@ impl TokioExecutor {
                 let running = running;
                 let intent = taken.lock().unwrap_or_else(|p| p.into_inner()).take();
                 let Some(intent) = intent else { return };
-                if let Some(at) = due {
-                    let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
-                    tokio::time::sleep(wait).await;
+                if let Some(sleep) = sleep {
+                    sleep.await;
                 }
                 let task = intent.name();
                 match run_intent_with(intent, cascade).await {
@@ -188,6 +200,21 @@ impl TokioExecutor {
         }
         Ok(())
     }
+}
+
+/// A timer on `handle`'s runtime that fires at `at`, or why there is none
+/// (the runtime was built without `enable_time`).
+fn arm_timer(
+    handle: &Handle,
+    at: SystemTime,
+) -> Result<std::pin::Pin<Box<tokio::time::Sleep>>, String> {
+    let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+    let _runtime = handle.enter();
+    std::panic::catch_unwind(|| Box::pin(tokio::time::sleep(wait))).map_err(|_| {
+        "TokioExecutor cannot delay an intent: its runtime has no timers. Build the runtime \
+         with `enable_time()` (or `enable_all()`)"
+            .to_owned()
+    })
 }
 
 /// One spawned task, counted in `in_flight` from its spawn until it ends or

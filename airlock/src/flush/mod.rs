@@ -14,6 +14,8 @@
 //! of it, read as [`IntentRecord`]s in the [`FlushReport`].
 
 mod ledger;
+#[cfg(any(feature = "tower", feature = "sqlx"))]
+pub(crate) mod must_finish;
 mod report;
 
 use std::fmt;
@@ -122,6 +124,12 @@ impl PreparedFlush {
 
     fn span(&self, intents: usize) -> tracing::Span {
         tracing::debug_span!(target: "airlock::flush", "airlock.dispatch", scope = %self.core.info, intents)
+    }
+
+    /// The scope being flushed.
+    #[cfg(feature = "sqlx")]
+    pub(crate) fn scope(&self) -> &crate::scope::ScopeInfo {
+        &self.core.info
     }
 
     /// Hands the survivors to a dispatcher outside the executor (a transaction

@@ -109,10 +109,12 @@ impl PostgresQueue {
         let queue = self.clone();
         let monitor = options.monitor();
         monitor.register_n(options.workers, move |index, restarts| {
-            let config = PostgresConfig::default()
-                .queue(&options.queue)
-                .heartbeat_interval(options.heartbeat)
-                .missed_heartbeats(options.missed_heartbeats);
+            let config = PostgresConfig::default().queue(&options.queue);
+            let config = options.apply_heartbeat(
+                config,
+                PostgresConfig::heartbeat_interval,
+                PostgresConfig::missed_heartbeats,
+            );
             let storage = PostgresStorage::new(&queue.pool)
                 .with_config(config)
                 .with_codec(crate::worker::JobCodec)

@@ -43,8 +43,10 @@ use crate::worker::WorkerOptions;
 ///   once anyway).
 /// * **Crash recovery takes minutes.** Jobs a killed worker had claimed go
 ///   back to the queue once another worker sees it silent for
-///   `heartbeat_interval × missed_heartbeats` (apalis's defaults: 30 s × 10),
-///   and then run again: delivery is at least once.
+///   `heartbeat_interval × missed_heartbeats` (apalis's defaults: 30 s × 10;
+///   see [`WorkerOptions::heartbeat`]), and then run again: delivery is at
+///   least once, and apalis-redis does not count such a re-run as an
+///   attempt.
 /// * **Schedules have one-second resolution**, and a worker sees a new job on
 ///   its next poll ([`WorkerOptions::poll_interval`]): apalis-redis sends
 ///   pushes through its scheduled set, which wakes no worker.
@@ -140,9 +142,12 @@ impl RedisQueue {
         let queue = self.clone();
         let monitor = options.monitor();
         monitor.register_n(options.workers, move |index, restarts| {
-            let config = config(&options.queue)
-                .heartbeat_interval(options.heartbeat)
-                .missed_heartbeats(options.missed_heartbeats);
+            let config = config(&options.queue);
+            let config = options.apply_heartbeat(
+                config,
+                RedisConfig::heartbeat_interval,
+                RedisConfig::missed_heartbeats,
+            );
             let storage = RedisStorage::new(queue.conn.clone())
                 .with_config(config)
                 .poll_with_strategy(options.poll_strategy())

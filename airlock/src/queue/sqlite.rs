@@ -119,10 +119,12 @@ impl SqliteQueue {
         let queue = self.clone();
         let monitor = options.monitor();
         monitor.register_n(options.workers, move |index, restarts| {
-            let config = SqliteConfig::default()
-                .queue(&options.queue)
-                .heartbeat_interval(options.heartbeat)
-                .missed_heartbeats(options.missed_heartbeats);
+            let config = SqliteConfig::default().queue(&options.queue);
+            let config = options.apply_heartbeat(
+                config,
+                SqliteConfig::heartbeat_interval,
+                SqliteConfig::missed_heartbeats,
+            );
             let storage = SqliteStorage::new(&queue.pool)
                 .with_config(config)
                 .with_codec(crate::worker::JobCodec)
