@@ -901,3 +901,23 @@ fn into_intents_takes_what_a_leaked_enter_guard_buffered() -> airlock::Result<()
     assert!(runs(&t).is_empty());
     Ok(())
 }
+
+#[test]
+fn entering_an_entered_scope_again_buffers_each_intent_once() {
+    let t = tag("re-enter");
+    let scope = Scope::new().start();
+    let handle = scope.handle();
+    {
+        let _outer = scope.enter();
+        record::enqueue(t.clone(), 1).unwrap();
+        {
+            let _again = scope.enter();
+            let _and_again = handle.enter();
+            record::enqueue(t.clone(), 2).unwrap();
+        }
+        record::enqueue(t.clone(), 3).unwrap();
+    }
+    assert_eq!(scope.intents().len(), 3);
+    scope.flush().unwrap();
+    assert_eq!(runs(&t), ["record(1)", "record(2)", "record(3)"]);
+}

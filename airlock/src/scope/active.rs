@@ -93,6 +93,12 @@ impl ActiveScope {
     }
 
     /// Makes this the current scope on this thread until the guard drops.
+    ///
+    /// Entering is re-entrant, like entering a `tracing` span: entering a
+    /// scope that is already current (a helper calling `in_scope` on the
+    /// scope its caller entered) makes it current once more, and every
+    /// intent still goes into this one scope, once. It is not an error
+    /// because nothing can be lost or doubled by it.
     pub fn enter(&self) -> EnterGuard<'_> {
         EnterGuard {
             _frame: context::push_owned(Frame {
