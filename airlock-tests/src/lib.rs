@@ -209,11 +209,11 @@ pub fn execution_pids(path: &std::path::Path, key: &str) -> Vec<u32> {
         .collect()
 }
 
-/// How long [`block_until_released`] and [`release`] wait for each other
+/// How long [`block_until_released()`] and [`release()`] wait for each other
 /// before giving up: a bound for a failing test, not a timing under test.
 const HANDSHAKE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A sync task that blocks its thread until [`release`] of the same `tag`
+/// A sync task that blocks its thread until [`release()`] of the same `tag`
 /// has run (polling with `std::thread::sleep`, as blocking code does), then
 /// records whether it was released or gave up after 10 s.
 #[airlock::task(name = "test.block_until_released")]
@@ -230,7 +230,7 @@ pub fn block_until_released(tag: String) {
 }
 
 /// An async task that waits (without blocking) until
-/// [`block_until_released`] of the same `tag` has started, then records
+/// [`block_until_released()`] of the same `tag` has started, then records
 /// `release`: it can only finish while the blocker still holds its thread
 /// if the blocker's thread is not the one this task needs.
 #[airlock::task(name = "test.release")]

@@ -89,7 +89,7 @@ pub enum Error {
     /// Serialized arguments could not be decoded into the task's argument type.
     ///
     /// The message shows only the head and tail of the JSON error's text
-    /// ([`Clipped`]): serde quotes the offending value, and a drifted type
+    /// (clipped): serde quotes the offending value, and a drifted type
     /// must not copy an argument (a token, an email, megabytes of text) into
     /// logs and the queue's result column. The full error is the `source`.
     #[error(
