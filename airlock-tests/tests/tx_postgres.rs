@@ -151,3 +151,58 @@ async fn after_commit_runs_only_after_the_postgres_commit() {
     assert_eq!(runs(&t), ["record(3)"]);
     assert_eq!(count(&pool, "SELECT COUNT(*) FROM orders").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_savepoint_takes_its_co_committed_jobs_with_it() {
+    let Some(pool) = database().await else { return };
+    let t = tag("pg-savepoint");
+    let tc = t.clone();
+    airlock::tx::co_commit(pool.begin().await.unwrap())
+        .run(|tx| {
+            Box::pin(async move {
+                insert_order(tx, 1).await?;
+                record::enqueue(tc.clone(), 1)?;
+                let t2 = tc.clone();
+                let failed: Result<(), airlock::BoxError> = airlock::tx::savepoint(tx)
+                    .await?
+                    .run(|sp| {
+                        Box::pin(async move {
+                            insert_order(sp, 1).await?;
+                            record::enqueue(t2, 2)?;
+                            Err("declined".into())
+                        })
+                    })
+                    .await;
+                assert!(failed.is_err());
+                let t3 = tc.clone();
+                airlock::tx::savepoint(tx)
+                    .await?
+                    .run(|sp| {
+                        Box::pin(async move {
+                            insert_order(sp, 1).await?;
+                            record::enqueue(t3, 3)?;
+                            Ok::<_, airlock::BoxError>(())
+                        })
+                    })
+                    .await?;
+                Ok::<_, airlock::BoxError>(())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM orders").await, 2);
+    let mut values: Vec<i64> = sqlx::query_scalar(
+        "SELECT (convert_from(job, 'UTF8')::jsonb -> 'args' ->> 'value')::bigint \
+         FROM apalis.jobs ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        [1, 3],
+        "the declined savepoint's job rolled back with it"
+    );
+    assert!(runs(&t).is_empty(), "queued, not run in process");
+}

@@ -206,6 +206,16 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A [savepoint scope](crate::tx::savepoint) could not be opened,
+    /// released or rolled back.
+    #[error("could not {action} the savepoint: {reason}")]
+    Savepoint {
+        /// What failed: `"open"`, `"release"` or `"roll back"`.
+        action: &'static str,
+        /// Why.
+        reason: BoxError,
+    },
+
     /// An intent's `delay` or `run_at` lies beyond what a queue can schedule
     /// (after the year 9999), or an executor cannot honour it.
     #[error("cannot schedule `{task}`: {reason}")]

@@ -20,6 +20,43 @@
 //! has started committing it takes no more intents ([`Error::ScopeClosed`]).
 //! [`ScopeHandle::durability`] tells which mode a scope runs in.
 //!
+//! # Savepoints
+//! A savepoint that may roll back on its own must be a scope too, or the
+//! intents enqueued under it would outlive its rollback. [`savepoint`] opens
+//! one: its intents join the transaction scope when it is released and are
+//! discarded when it rolls back (or is dropped). **A savepoint opened with
+//! sqlx's own `begin()` on the transaction is not a scope**: intents enqueued
+//! under it belong to the transaction scope and survive the savepoint's
+//! rollback — a co-commit job would commit while the row it was about rolled
+//! back. Open savepoints with [`savepoint`] whenever code under them
+//! enqueues.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), airlock::BoxError> {
+//! # #[airlock::task] fn send_receipt(order_id: i64) { let _ = order_id; }
+//! # let queue = airlock::queue::SqliteQueue::connect("sqlite::memory:").await?;
+//! # let pool = queue.pool().clone();
+//! airlock::tx::co_commit(pool.begin().await?)
+//!     .run(|tx| Box::pin(async move {
+//!         send_receipt::enqueue(1)?;
+//!         // A nested attempt that fails: its intents go with its rollback.
+//!         let attempt = airlock::tx::savepoint(tx).await?;
+//!         let failed: Result<(), airlock::BoxError> = attempt
+//!             .run(|_savepoint| Box::pin(async move {
+//!                 send_receipt::enqueue(2)?;
+//!                 Err("payment declined".into())
+//!             }))
+//!             .await;
+//!         assert!(failed.is_err());
+//!         Ok::<_, airlock::BoxError>(())
+//!     }))
+//!     .await?;
+//! let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs").fetch_one(&pool).await?;
+//! assert_eq!(jobs, 1, "only the receipt enqueued outside the failed savepoint");
+//! # Ok(()) }
+//! ```
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), airlock::BoxError> {
@@ -413,6 +450,185 @@ impl<DB: Database> Deref for TxScope<DB> {
 }
 
 impl<DB: Database> DerefMut for TxScope<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.transaction()
+    }
+}
+
+/// Opens a savepoint in `tx` that is also a scope, nested in the current one
+/// (the transaction scope, inside [`TxScope::run`]): intents enqueued under
+/// it join the enclosing scope when it is [released](Savepoint::release) and
+/// are discarded when it [rolls back](Savepoint::rollback) or is dropped, as
+/// its writes are. See the [module docs](self#savepoints).
+///
+/// # Errors
+/// [`Error::Savepoint`] if no scope is current (a savepoint's intents need a
+/// scope to join) or the database refuses the savepoint.
+pub async fn savepoint<'t, DB: Database>(
+    tx: &'t mut Transaction<'_, DB>,
+) -> Result<Savepoint<'t, DB>, Error> {
+    let Some(enclosing) = crate::scope::current() else {
+        return Err(Error::Savepoint {
+            action: "open",
+            reason: "no scope is current, so its intents would have no scope to join: open \
+                     savepoints inside a transaction scope (the body of TxScope::run, or with \
+                     TxScope::enter/bind)"
+                .into(),
+        });
+    };
+    let scope = enclosing.in_scope(|| Scope::new().name("savepoint").start());
+    let handle = scope.handle();
+    match sqlx::Connection::begin(&mut **tx).await {
+        Ok(savepoint) => Ok(Savepoint {
+            tx: Some(savepoint),
+            scope: Some(scope),
+            handle,
+        }),
+        Err(error) => {
+            scope.discard_with(DiscardReason::RolledBack);
+            Err(Error::Savepoint {
+                action: "open",
+                reason: error.into(),
+            })
+        }
+    }
+}
+
+/// A savepoint that is also a scope; see [`savepoint`].
+///
+/// It dereferences to the connection, so `&mut *savepoint` is a sqlx
+/// executor. Dropping it unreleased rolls the savepoint back and discards
+/// its intents.
+#[must_use = "a Savepoint rolls back and discards its intents unless released"]
+pub struct Savepoint<'t, DB: Database> {
+    tx: Option<Transaction<'t, DB>>,
+    scope: Option<ActiveScope>,
+    handle: ScopeHandle,
+}
+
+impl<DB: Database> fmt::Debug for Savepoint<'_, DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Savepoint")
+            .field("scope", self.handle.info())
+            .field("phase", &self.handle.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t, DB: Database> Savepoint<'t, DB> {
+    /// A handle to the savepoint's scope.
+    pub fn handle(&self) -> ScopeHandle {
+        self.handle.clone()
+    }
+
+    /// Makes the savepoint's scope current on this thread until the guard
+    /// drops.
+    pub fn enter(&self) -> HandleGuard {
+        self.handle.enter()
+    }
+
+    /// Runs `future` with the savepoint's scope current on every poll.
+    pub fn bind<F: std::future::Future>(&self, future: F) -> Bound<F> {
+        self.handle.bind(future)
+    }
+
+    /// The savepoint's transaction.
+    pub fn transaction(&mut self) -> &mut Transaction<'t, DB> {
+        self.tx
+            .as_mut()
+            .expect("the savepoint is only taken by release/rollback, which consume it")
+    }
+
+    /// Runs `body` inside the savepoint's scope, then releases the savepoint
+    /// if it returns `Ok` and rolls it back if it returns `Err` (or panics:
+    /// dropping the savepoint rolls back).
+    ///
+    /// # Errors
+    /// The body's error, or the release's ([`Error::Savepoint`]).
+    pub async fn run<T, E, F>(mut self, body: F) -> Result<T, E>
+    where
+        F: for<'s> FnOnce(&'s mut Transaction<'t, DB>) -> BoxFuture<'s, Result<T, E>>,
+        E: From<Error>,
+    {
+        let handle = self.handle.clone();
+        let result = handle.bind(body(self.transaction())).await;
+        match result {
+            Ok(value) => {
+                self.release().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::warn!(target: "airlock::tx", error = %rollback, "savepoint rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Hands the savepoint's intents to the enclosing scope, then releases
+    /// the savepoint (its writes join the transaction).
+    ///
+    /// The intents move first: if this future is dropped during `RELEASE`,
+    /// either the savepoint was released (rows and intents stay together) or
+    /// the connection broke mid-statement, and the whole transaction rolls
+    /// back with them.
+    ///
+    /// # Errors
+    /// [`Error::Savepoint`] if the database refuses the release: the
+    /// transaction can then no longer commit as it stands; roll it back.
+    pub async fn release(mut self) -> Result<FlushReport, Error> {
+        let (scope, tx) = self.take();
+        let report = scope.flush()?;
+        tx.commit().await.map_err(|error| Error::Savepoint {
+            action: "release",
+            reason: error.into(),
+        })?;
+        Ok(report)
+    }
+
+    /// Discards the savepoint's intents and rolls it back.
+    ///
+    /// # Errors
+    /// [`Error::Savepoint`] if the database reported an error while rolling
+    /// back (the intents are discarded regardless).
+    pub async fn rollback(mut self) -> Result<FlushReport, Error> {
+        let (scope, tx) = self.take();
+        let report = scope.discard_with(DiscardReason::RolledBack);
+        tx.rollback().await.map_err(|error| Error::Savepoint {
+            action: "roll back",
+            reason: error.into(),
+        })?;
+        Ok(report)
+    }
+
+    fn take(&mut self) -> (ActiveScope, Transaction<'t, DB>) {
+        let taken = self.scope.take().zip(self.tx.take());
+        taken.expect("release/rollback consume the savepoint, so it is still open")
+    }
+}
+
+impl<DB: Database> Drop for Savepoint<'_, DB> {
+    fn drop(&mut self) {
+        // Unreleased: sqlx rolls the savepoint back as it drops; so do the intents.
+        if let Some(scope) = self.scope.take() {
+            tracing::debug!(target: "airlock::tx", scope = %scope.info(), "savepoint dropped unreleased; rolled back");
+            scope.discard_with(DiscardReason::RolledBack);
+        }
+    }
+}
+
+impl<DB: Database> Deref for Savepoint<'_, DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        self.tx
+            .as_ref()
+            .expect("the savepoint is only taken by release/rollback, which consume it")
+    }
+}
+
+impl<DB: Database> DerefMut for Savepoint<'_, DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
         self.transaction()
     }
