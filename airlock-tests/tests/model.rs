@@ -86,7 +86,7 @@ use std::task::{Context, Poll};
 use airlock::{
     AlwaysFlush, AssertNoEffects, BlockTasks, DiscardReason, DropAll, Error, Fate, FlushReport,
     Intent, IntentId, Outcome, Policy, PolicySource, PolicyViolation, Scope, ScopeBehavior,
-    ScopeHandle, ScopeId, ScopeInfo, ScopePhase, TaskDef,
+    ScopeHandle, ScopeId, ScopeInfo, ScopePhase, ScopeView, TaskDef,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -662,7 +662,7 @@ struct LetsThrough {
 }
 
 impl ScopeBehavior for LetsThrough {
-    fn should_flush(&self, outcome: Outcome) -> bool {
+    fn should_flush(&self, outcome: Outcome, _scope: &ScopeView<'_>) -> bool {
         outcome == Outcome::Success || (self.always_flush && outcome != Outcome::Cancelled)
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use airlock::{
     AlwaysFlush, BlockTasks, DiscardReason, DropAll, Error, Fate, FlushReport, Intent, Outcome,
-    PolicySource, Scope, ScopeBehavior, ScopeHandle, ScopeInfo, ScopePhase,
+    PolicySource, Scope, ScopeBehavior, ScopeHandle, ScopeInfo, ScopePhase, ScopeView,
 };
 use airlock_tests::{cascade, record, runs, tag, yield_once};
 
@@ -413,7 +413,10 @@ fn always_flush_flushes_on_err() {
 #[test]
 fn always_flush_flushes_what_was_buffered_before_a_panic() {
     let t = tag("always-panic");
-    assert!(AlwaysFlush.should_flush(Outcome::Panic));
+    assert!(Scope::new()
+        .behavior(AlwaysFlush)
+        .start()
+        .should_flush(Outcome::Panic));
     let caught = catch_unwind(AssertUnwindSafe(|| {
         let _: airlock::Result<()> = Scope::new().behavior(AlwaysFlush).run(|| {
             record::enqueue(t.clone(), 1)?;
@@ -433,7 +436,7 @@ fn always_flush_flushes_what_was_buffered_before_a_panic() {
 struct FlushOnlyOnError;
 
 impl ScopeBehavior for FlushOnlyOnError {
-    fn should_flush(&self, outcome: Outcome) -> bool {
+    fn should_flush(&self, outcome: Outcome, _scope: &ScopeView<'_>) -> bool {
         outcome == Outcome::Error
     }
 }
@@ -920,4 +923,89 @@ fn entering_an_entered_scope_again_buffers_each_intent_once() {
     assert_eq!(scope.intents().len(), 3);
     scope.flush().unwrap();
     assert_eq!(runs(&t), ["record(1)", "record(2)", "record(3)"]);
+}
+
+/// Flushes only a scope that holds something, and remembers what it saw.
+#[derive(Debug, Default)]
+struct SkipEmpty {
+    seen: std::sync::Mutex<Vec<Vec<&'static str>>>,
+}
+
+impl ScopeBehavior for SkipEmpty {
+    fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
+        let names = scope.intents().names();
+        let flush = outcome == Outcome::Success && !names.is_empty();
+        self.seen.lock().unwrap().push(names);
+        flush
+    }
+}
+
+#[airlock::scoped(behavior = SkipEmptyShared)]
+fn scoped_with_skip_empty(t: String) -> airlock::Result<()> {
+    record::enqueue(t, 4).map(drop)
+}
+
+/// [`SkipEmpty`] for `#[scoped]`, which builds its behaviour from a path.
+#[derive(Debug, Default)]
+struct SkipEmptyShared;
+
+impl ScopeBehavior for SkipEmptyShared {
+    fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
+        outcome == Outcome::Success && !scope.intents().is_empty()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_behaviour_sees_every_intent_of_its_scope_however_the_scope_runs() {
+    let t = tag("view");
+    let behavior = std::sync::Arc::new(SkipEmpty::default());
+    let shared = std::sync::Arc::clone(&behavior);
+
+    // Scope::run: the owner's intents, and one from a handle on another thread.
+    Scope::new()
+        .behavior(ArcBehavior(std::sync::Arc::clone(&shared)))
+        .run(|| -> airlock::Result<()> {
+            record::enqueue(t.clone(), 1)?;
+            let handle = airlock::current().unwrap();
+            let t2 = t.clone();
+            std::thread::spawn(move || handle.in_scope(|| record::enqueue(t2, 2).map(drop)))
+                .join()
+                .unwrap()
+        })
+        .unwrap();
+    // An async scope.
+    Scope::new()
+        .behavior(ArcBehavior(std::sync::Arc::clone(&shared)))
+        .run_async(async { record::enqueue(t.clone(), 3).map(drop) })
+        .await
+        .unwrap();
+    // An empty scope is discarded.
+    let mut empty = None;
+    Scope::new()
+        .behavior(ArcBehavior(shared))
+        .run(|| -> airlock::Result<()> {
+            empty = airlock::current();
+            Ok(())
+        })
+        .unwrap();
+    scoped_with_skip_empty(t.clone()).unwrap();
+
+    let seen = behavior.seen.lock().unwrap().clone();
+    assert_eq!(seen, [vec!["record", "record"], vec!["record"], vec![]]);
+    assert_eq!(empty.unwrap().phase(), ScopePhase::Discarded);
+    assert_eq!(
+        runs(&t),
+        ["record(1)", "record(2)", "record(3)", "record(4)"],
+        "every non-empty scope flushed"
+    );
+}
+
+/// Shares one behaviour between scopes, so the test can read what it saw.
+#[derive(Debug)]
+struct ArcBehavior(std::sync::Arc<SkipEmpty>);
+
+impl ScopeBehavior for ArcBehavior {
+    fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
+        self.0.should_flush(outcome, scope)
+    }
 }

@@ -233,7 +233,7 @@ pub use registry::{registry, Registry};
 pub use scope::{
     current, scope, scope_async, ActiveScope, AlwaysFlush, DefaultBehavior, DiscardReason,
     Durability, Outcome, Scope, ScopeBehavior, ScopeHandle, ScopeId, ScopeInfo, ScopeOutput,
-    ScopePhase, ScopedFuture,
+    ScopePhase, ScopeView, ScopedFuture,
 };
 pub use task::{Task, TaskDef, TaskKind, TaskOutput};
 

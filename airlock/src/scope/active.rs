@@ -120,9 +120,20 @@ impl ActiveScope {
         IntentsGuard::new(self.core())
     }
 
-    /// Whether the scope's behaviour flushes after this outcome.
+    /// Whether the scope's behaviour flushes after this outcome (it sees
+    /// the scope through a [`ScopeView`]).
     pub fn should_flush(&self, outcome: Outcome) -> bool {
-        self.core().behavior.should_flush(outcome)
+        self.decide(outcome, None)
+    }
+
+    /// Asks the behaviour, showing it the scope with what the owner's frame
+    /// handed over (`pending`) once it looks.
+    fn decide(&self, outcome: Outcome, pending: Option<&RefCell<Buffer>>) -> bool {
+        let view = ScopeView {
+            core: self.core(),
+            pending,
+        };
+        self.core().behavior.should_flush(outcome, &view)
     }
 
     /// Ends the scope as its behaviour decides for `outcome`: flush or discard.
@@ -233,7 +244,10 @@ impl ActiveScope {
         } else {
             Outcome::Error
         };
-        let ended = if self.should_flush(outcome) {
+        let pending = RefCell::new(pending);
+        let flush = self.decide(outcome, Some(&pending));
+        let pending = pending.into_inner();
+        let ended = if flush {
             self.flush_for(Report::Dropped, pending)
         } else {
             self.core().publish(pending);
@@ -431,6 +445,44 @@ thread_local! {
 #[inline]
 pub(crate) fn is_inspecting(id: ScopeId) -> bool {
     INSPECTING_COUNT.with(Cell::get) != 0 && INSPECTING.with(|ids| ids.borrow().contains(&id))
+}
+
+/// What a [`ScopeBehavior`](crate::ScopeBehavior) sees of the scope it
+/// decides for: its identity and, read-only, every intent it holds (the
+/// owner's, those enqueued through handles on other threads, and those
+/// captured from nested scopes), whichever way the scope is run.
+pub struct ScopeView<'a> {
+    core: &'a Arc<ScopeCore>,
+    /// What the owner's frame handed over as the body ended, not yet in the
+    /// scope's buffer: moved in when the behaviour first looks.
+    pending: Option<&'a RefCell<Buffer>>,
+}
+
+impl<'a> ScopeView<'a> {
+    /// The scope's identity.
+    pub fn info(&self) -> &ScopeInfo {
+        &self.core.info
+    }
+
+    /// The scope's buffered intents, in FIFO order; see [`IntentsGuard`] for
+    /// what holding it allows.
+    pub fn intents(&self) -> IntentsGuard<'a> {
+        if let Some(pending) = self.pending {
+            let pending = pending.take();
+            if !pending.as_slice().is_empty() {
+                self.core.publish(pending);
+            }
+        }
+        IntentsGuard::new(self.core)
+    }
+}
+
+impl fmt::Debug for ScopeView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeView")
+            .field("scope", &self.core.info)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The buffered intents of a scope, borrowed, like a `RefCell` borrow: while it

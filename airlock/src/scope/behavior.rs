@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::intent::Intent;
-use crate::scope::ScopeInfo;
+use crate::scope::{ScopeInfo, ScopeView};
 
 /// How a scope's body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,14 +22,14 @@ pub enum Outcome {
 ///
 /// ```
 /// use std::sync::atomic::{AtomicBool, Ordering};
-/// use airlock::{Outcome, ScopeBehavior};
+/// use airlock::{Outcome, ScopeBehavior, ScopeView};
 ///
 /// /// Flush even when the job fails: its intents are error alerts.
 /// #[derive(Debug)]
 /// struct AlertScope;
 ///
 /// impl ScopeBehavior for AlertScope {
-///     fn should_flush(&self, outcome: Outcome) -> bool {
+///     fn should_flush(&self, outcome: Outcome, _scope: &ScopeView<'_>) -> bool {
 ///         outcome != Outcome::Cancelled
 ///     }
 /// }
@@ -51,11 +51,38 @@ pub enum Outcome {
 /// ```
 pub trait ScopeBehavior: fmt::Debug + Send + Sync + 'static {
     /// Whether a scope whose body ended this way flushes (`true`) or discards.
+    /// `scope` shows the scope deciding: its identity and every intent it
+    /// holds ([`ScopeView::intents`]), the same under `Scope::run`,
+    /// `airlock::scope`, `#[scoped]`, async scopes and the imperative API.
     /// Default: flush only on [`Outcome::Success`]. Returning `true` for
     /// [`Outcome::Panic`] flushes what was buffered before the panic, then the
     /// panic continues. A cancelled async scope (its future dropped) always
     /// discards: a dropped future can no longer run an async flush.
-    fn should_flush(&self, outcome: Outcome) -> bool {
+    ///
+    /// ```
+    /// use airlock::{Outcome, ScopeBehavior, ScopeView};
+    ///
+    /// /// Flush only a scope that holds something; an empty one is discarded,
+    /// /// so its report says so.
+    /// #[derive(Debug)]
+    /// struct SkipEmpty;
+    ///
+    /// impl ScopeBehavior for SkipEmpty {
+    ///     fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
+    ///         outcome == Outcome::Success && !scope.intents().is_empty()
+    ///     }
+    /// }
+    /// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
+    /// let mut handle = None;
+    /// airlock::Scope::new().behavior(SkipEmpty).run(|| {
+    ///     handle = airlock::current();
+    ///     send_email::enqueue(7).map(drop)
+    /// })?;
+    /// assert_eq!(handle.unwrap().phase(), airlock::ScopePhase::Flushed);
+    /// # Ok::<(), airlock::Error>(())
+    /// ```
+    fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
+        let _ = scope;
         outcome == Outcome::Success
     }
 
@@ -94,7 +121,7 @@ impl ScopeBehavior for DefaultBehavior {
 pub struct AlwaysFlush;
 
 impl ScopeBehavior for AlwaysFlush {
-    fn should_flush(&self, outcome: Outcome) -> bool {
+    fn should_flush(&self, outcome: Outcome, _scope: &ScopeView<'_>) -> bool {
         outcome != Outcome::Cancelled
     }
 

@@ -32,7 +32,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-pub use active::{current, ActiveScope, EnterGuard, HandleGuard, IntentsGuard, ScopeHandle};
+pub use active::{
+    current, ActiveScope, EnterGuard, HandleGuard, IntentsGuard, ScopeHandle, ScopeView,
+};
 pub use behavior::{AlwaysFlush, DefaultBehavior, Outcome, ScopeBehavior};
 pub use future::{Bound, ScopedFuture};
 
