@@ -40,7 +40,11 @@ pub struct Config {
     pub(crate) behavior: Arc<dyn ScopeBehavior>,
     pub(crate) max_cascade_depth: u32,
     pub(crate) max_payload_bytes: usize,
+    pub(crate) max_intents_per_scope: usize,
 }
+
+/// The default of [`Config::max_intents_per_scope`]: one million.
+pub const DEFAULT_MAX_INTENTS_PER_SCOPE: usize = 1_000_000;
 
 /// The default of [`Config::max_payload_bytes`]: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
@@ -53,6 +57,7 @@ impl Default for Config {
             behavior: Arc::new(DefaultBehavior),
             max_cascade_depth: 32,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            max_intents_per_scope: DEFAULT_MAX_INTENTS_PER_SCOPE,
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Debug for Config {
             .field("behavior", &self.behavior)
             .field("max_cascade_depth", &self.max_cascade_depth)
             .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("max_intents_per_scope", &self.max_intents_per_scope)
             .finish()
     }
 }
@@ -114,6 +120,18 @@ impl Config {
     /// [`Error::Encode`]: crate::Error::Encode
     pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
         self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// The most intents one scope may hold, its own and those captured from
+    /// nested scopes; default [`DEFAULT_MAX_INTENTS_PER_SCOPE`] (one
+    /// million, about 100 MB of buffered intents). An enqueue beyond it fails
+    /// with [`Error::ScopeFull`](crate::Error::ScopeFull) and buffers nothing,
+    /// so a runaway loop ends in an error instead of exhausting memory.
+    /// Intents captured from a nested scope are never refused (each was
+    /// accepted already); they count towards the limit from then on.
+    pub fn max_intents_per_scope(mut self, intents: usize) -> Self {
+        self.max_intents_per_scope = intents;
         self
     }
 

@@ -366,7 +366,7 @@ pub(crate) enum Target {
     Busy,
     /// Buffered in the current scope.
     Pushed(IntentId),
-    /// The current scope has ended.
+    /// The current scope has ended, or is full.
     Closed(Error),
     /// A policy in force checks intents at enqueue (or trace logging is on):
     /// it must see the intent before it is buffered, and policy (or
@@ -407,15 +407,19 @@ pub(crate) fn enqueue_target(slot: &mut Option<Intent>) -> Target {
             return Target::Deferred(Arc::clone(scope));
         }
         if entry.may_buffer_unlocked() {
+            if scope.is_full(entry.pending.as_slice().len()) {
+                return Target::Closed(scope.full_error(intent));
+            }
             scope.order(intent);
             let id = intent.id();
             entry.pending.push(slot.take().expect("checked above"));
+            scope.note_owner_pending(entry.pending.as_slice().len());
             return Target::Pushed(id);
         }
         match scope.try_push(slot.take().expect("checked above")) {
             Ok(id) => Target::Pushed(id),
-            Err((phase, intent)) => {
-                let error = scope.closed_error(&intent, phase);
+            Err((refused, intent)) => {
+                let error = scope.refusal_error(refused, &intent);
                 *slot = Some(intent);
                 Target::Closed(error)
             }
@@ -454,15 +458,18 @@ pub(crate) fn buffer_new<A: Any + Send + Sync>(
         if !entry.may_buffer_unlocked()
             || entry.frame.chain.as_ref().is_some_and(|c| c.checks_enqueue)
             || is_inspecting(scope.info.id)
+            || scope.is_full(entry.pending.as_slice().len())
         {
             return Err(args);
         }
         let id = scope.next_id();
         let chain = entry.frame.chain.clone();
         let scope = (scope.info.id, scope.cascade_depth);
+        let core = entry.frame.scope.as_ref().expect("checked above");
         entry
             .pending
             .push_with(|| Intent::buffered(id, task, Box::new(args), origin, chain, scope));
+        core.note_owner_pending(entry.pending.as_slice().len());
         Ok(id)
     })
 }

@@ -18,6 +18,8 @@ use crate::task::TaskDef;
 /// # Errors
 /// * [`Error::NoScope`]: no scope is current (never a silent dispatch);
 /// * [`Error::ScopeClosed`]: the current scope has ended;
+/// * [`Error::ScopeFull`]: the current scope holds as many intents as
+///   [`Config::max_intents_per_scope`](crate::Config::max_intents_per_scope) allows;
 /// * [`Error::PolicyViolation`]: a policy's `on_enqueue` refused it (it is not buffered);
 /// * [`Error::PolicyEnqueue`]: called from inside a policy;
 /// * [`Error::ScopeBusy`]: this thread is inspecting the scope's intents.

@@ -43,6 +43,23 @@ pub enum Error {
         phase: ScopePhase,
     },
 
+    /// The scope already holds as many intents as it may
+    /// ([`Config::max_intents_per_scope`](crate::Config::max_intents_per_scope));
+    /// the intent was not buffered.
+    #[error(
+        "cannot enqueue `{task}`: {scope} already holds {limit} intents, its limit \
+         (Config::max_intents_per_scope). A loop that enqueues without end? Otherwise work \
+         in smaller scopes (one per batch), or raise the limit"
+    )]
+    ScopeFull {
+        /// The task that was being enqueued.
+        task: &'static str,
+        /// The full scope.
+        scope: ScopeInfo,
+        /// The limit in force.
+        limit: usize,
+    },
+
     /// A policy's `on_enqueue` rejected the intent; it was not buffered.
     #[error(transparent)]
     PolicyViolation(#[from] PolicyViolation),

@@ -1,6 +1,6 @@
 //! The shared state of one scope: its settings, its parent, and its buffer.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::buffer::Buffer;
@@ -36,6 +36,24 @@ pub(crate) struct ScopeCore {
     /// the owner's frame with a lower id is renumbered (see
     /// [`ScopeCore::order`]).
     id_clock: AtomicU64,
+    /// The most intents the scope may hold ([`Config::max_intents_per_scope`](crate::Config::max_intents_per_scope)).
+    max_intents: usize,
+    /// How many intents the shared buffer holds, written under the lock and
+    /// read without it by the owner's lane, which adds what it buffers itself.
+    held: AtomicUsize,
+    /// How many intents the owner's frame buffers outside the lock, written
+    /// by the owner's lane (a plain store, no read-modify-write) and read by
+    /// the other lanes, so the bound counts both halves.
+    owner_pending: AtomicUsize,
+}
+
+/// Why [`ScopeCore::try_push`] handed an intent back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refused {
+    /// The scope has ended, reaching this phase.
+    Closed(ScopePhase),
+    /// The scope holds as many intents as it may.
+    Full,
 }
 
 pub(crate) struct ScopeState {
@@ -75,7 +93,7 @@ impl ScopeCore {
             Some(frame) => (frame.scope.clone(), frame.scope, frame.chain),
         };
 
-        let (policies, executor, behavior) = config::with_current(|config| {
+        let (policies, executor, behavior, max_intents) = config::with_current(|config| {
             // The configured default policy applies once, at the outermost
             // scope; nested scopes are already under it.
             let policies = if !settings.policies.is_empty() || enclosing.is_some() {
@@ -90,7 +108,7 @@ impl ScopeCore {
             let behavior = settings
                 .behavior
                 .unwrap_or_else(|| Arc::clone(&config.behavior));
-            (policies, executor, behavior)
+            (policies, executor, behavior, config.max_intents_per_scope)
         });
         let cascade_depth = settings
             .cascade_depth
@@ -117,6 +135,9 @@ impl ScopeCore {
             durability: settings.durability,
             phase: AtomicU8::new(ScopePhase::Open as u8),
             id_clock: AtomicU64::new(0),
+            max_intents,
+            held: AtomicUsize::new(0),
+            owner_pending: AtomicUsize::new(0),
             state: Mutex::new(ScopeState {
                 phase: ScopePhase::Open,
                 buffer: Buffer::default(),
@@ -198,7 +219,40 @@ impl ScopeCore {
     /// Appends an intent that already passed `on_enqueue`.
     pub(crate) fn push(&self, intent: Intent) -> Result<IntentId, Error> {
         self.try_push(intent)
-            .map_err(|(phase, intent)| self.closed_error(&intent, phase))
+            .map_err(|(refused, intent)| self.refusal_error(refused, &intent))
+    }
+
+    /// The error for `intent`, refused by [`try_push`](Self::try_push).
+    #[cold]
+    pub(crate) fn refusal_error(&self, refused: Refused, intent: &Intent) -> Error {
+        match refused {
+            Refused::Closed(phase) => self.closed_error(intent, phase),
+            Refused::Full => self.full_error(intent),
+        }
+    }
+
+    /// Whether the scope is full for an enqueue from a lane that holds
+    /// `pending` intents of its own besides the shared buffer.
+    #[inline]
+    pub(crate) fn is_full(&self, pending: usize) -> bool {
+        pending + self.held.load(Ordering::Relaxed) >= self.max_intents
+    }
+
+    /// Records how many intents the owner's frame now buffers (see
+    /// `owner_pending`).
+    #[inline]
+    pub(crate) fn note_owner_pending(&self, pending: usize) {
+        self.owner_pending.store(pending, Ordering::Relaxed);
+    }
+
+    /// The error for `intent` arriving at a full scope.
+    #[cold]
+    pub(crate) fn full_error(&self, intent: &Intent) -> Error {
+        Error::ScopeFull {
+            task: intent.name(),
+            scope: self.info.clone(),
+            limit: self.max_intents,
+        }
     }
 
     /// The error for `intent` arriving after the scope reached `phase`.
@@ -211,15 +265,19 @@ impl ScopeCore {
     }
 
     /// Appends an intent that already passed `on_enqueue`, or hands it back
-    /// with the phase the scope has reached if it has ended.
-    pub(crate) fn try_push(&self, intent: Intent) -> Result<IntentId, (ScopePhase, Intent)> {
+    /// with the error: the scope has ended, or is full.
+    pub(crate) fn try_push(&self, intent: Intent) -> Result<IntentId, (Refused, Intent)> {
         // `enqueue` already refused if this thread holds the scope's intents.
         let mut state = self
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.phase != ScopePhase::Open {
-            return Err((state.phase, intent));
+            return Err((Refused::Closed(state.phase), intent));
+        }
+        let owner_pending = self.owner_pending.load(Ordering::Relaxed);
+        if state.buffer.as_slice().len() + owner_pending >= self.max_intents {
+            return Err((Refused::Full, intent));
         }
         // This path serves other threads (handles), `with_policy` blocks and
         // the checked enqueue; the owner's frame may be buffering intents
@@ -231,6 +289,8 @@ impl ScopeCore {
         let id = intent.id();
         self.id_clock.fetch_max(id.get() + 1, Ordering::Relaxed);
         state.buffer.push(intent);
+        self.held
+            .store(state.buffer.as_slice().len(), Ordering::Relaxed);
         Ok(id)
     }
 
@@ -239,6 +299,7 @@ impl ScopeCore {
     /// it yet) unless a guard was leaked; then they are lost, loudly.
     pub(crate) fn publish(&self, pending: Buffer) {
         let refused = self.capture(pending);
+        self.note_owner_pending(0);
         if let Err(refused) = refused {
             tracing::error!(
                 target: "airlock::scope",
@@ -256,7 +317,11 @@ impl ScopeCore {
         if state.phase != ScopePhase::Open {
             return Err(intents);
         }
+        // Never refused for the bound: a nested scope's intents were each
+        // accepted already. They count towards it from now on.
         state.buffer.capture(intents);
+        self.held
+            .store(state.buffer.as_slice().len(), Ordering::Relaxed);
         Ok(())
     }
 
