@@ -394,7 +394,8 @@ impl<T: Task> IntentBuilder<T> {
         self
     }
 
-    /// How many attempts a queue may make.
+    /// How many attempts a queue may make (at least 1: a queue given 0
+    /// runs the job once).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.options.max_attempts = Some(attempts);
         self

@@ -113,15 +113,38 @@ impl<Args: Sync> FromRequest<Task<Args>> for JobRun {
 /// last allowed attempt, or that arrived past it; the task's own error (or
 /// panic message) otherwise. Every error's text is clipped to about 1 KiB.
 pub async fn handle(job: serde_json::Value, run: JobRun) -> Result<(), BoxDynError> {
+    // Read after the job started: apalis counts the attempt as it starts.
+    handle_run(job, run.attempt(), run.max_attempts).await
+}
+
+/// [`handle`] for one job's bytes, as a worker reading with [`JobCodec`]
+/// runs it: the fuzz targets in `airlock/fuzz` decode *and run* hostile
+/// payloads through the very code `handle` runs. Not public API.
+///
+/// # Errors
+/// As [`handle`].
+#[doc(hidden)]
+pub async fn handle_bytes(
+    bytes: &[u8],
+    attempt: usize,
+    max_attempts: Option<usize>,
+) -> Result<(), BoxDynError> {
+    handle_run(parse(bytes), attempt, max_attempts).await
+}
+
+async fn handle_run(
+    job: serde_json::Value,
+    attempt: usize,
+    max_attempts: Option<usize>,
+) -> Result<(), BoxDynError> {
     let intent = decode(job)?;
     let task = intent.name();
     // The queue's record is the one source of truth; the envelope's copy
-    // serves only where a backend keeps none.
-    let max_attempts = run
-        .max_attempts
+    // serves only where a backend keeps none. At least one attempt.
+    let max_attempts = max_attempts
         .or(intent.options().max_attempts.map(|max| max as usize))
-        .unwrap_or(DEFAULT_MAX_ATTEMPTS as usize);
-    let attempt = run.attempt();
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS as usize)
+        .max(1);
     if attempt > max_attempts {
         // Handed out again after runs that never reported back (a worker
         // that died, stalled, or shut down with the job fetched but not yet

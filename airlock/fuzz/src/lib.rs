@@ -211,6 +211,17 @@ pub fn notify(
     );
 }
 
+/// Enqueues itself with `hops - 1` until 0: a cascade that starts at
+/// whatever depth the envelope claims, so running it checks the depth
+/// arithmetic on wire values (overflow checks are on in fuzz builds).
+#[airlock::task(name = "fuzz.relay")]
+pub fn relay(hops: u8) -> airlock::Result<()> {
+    if hops > 0 {
+        relay::enqueue(hops - 1)?;
+    }
+    Ok(())
+}
+
 /// No parameters at all: `"args": {}`.
 #[airlock::task(name = "fuzz.ping")]
 pub fn ping() {}
@@ -308,4 +319,47 @@ fn check_reencodes(intent: &Intent) {
     );
     assert_eq!(again.options(), intent.options(), "options changed");
     assert_eq!(again.cascade_depth(), intent.cascade_depth());
+}
+
+/// The most text of one error a worker returns: about 1 KiB of clipped text
+/// plus the fixed words around it.
+pub const MAX_ERROR_TEXT: usize = 1_400;
+
+/// Feeds one job payload through the worker's whole handler, decoding *and
+/// running* it (`airlock::worker::handle_bytes`, the code `worker::handle`
+/// runs) as attempt `attempt` of `max_attempts`, and checks what a worker
+/// relies on:
+///
+/// * nothing the handler does panics (a task's own panic is its error, by
+///   design; any other unwinds into the fuzzer as a crash);
+/// * a job the decoder rejects never succeeds;
+/// * every error's text stays short, whatever the payload held.
+pub fn check_run(bytes: &[u8], attempt: usize, max_attempts: Option<usize>) {
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime");
+    }
+    let decodes = airlock::worker::decode_job(bytes).is_ok();
+    let result = RUNTIME.with(|runtime| {
+        runtime.block_on(airlock::worker::handle_bytes(bytes, attempt, max_attempts))
+    });
+    if verbose() {
+        match &result {
+            Ok(()) => eprintln!("ran: ok"),
+            Err(error) => eprintln!("ran: failed: {error}"),
+        }
+    }
+    match result {
+        Ok(()) => assert!(decodes, "a job the decoder rejects succeeded"),
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                text.len() <= MAX_ERROR_TEXT,
+                "a worker error of {} bytes: {}",
+                text.len(),
+                &text[..text.floor_char_boundary(200)]
+            );
+        }
+    }
 }

@@ -149,7 +149,9 @@ pub(crate) fn to_task(intent: &Intent) -> Result<Task<Vec<u8>>, Error> {
     let options = intent.options();
     let mut builder = TaskBuilder::new(payload)
         .task_id(TaskId::from_ulid(id))
-        .max_attempts(options.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS) as usize)
+        // At least one: a row allowing 0 attempts would still be fetched
+        // (apalis checks the count only for retries).
+        .max_attempts(options.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1) as usize)
         // apalis priorities are unsigned (higher first): negative ones run last.
         .priority(options.priority.unwrap_or(0).max(0) as usize);
     if let Some(at) = due {
