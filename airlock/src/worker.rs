@@ -43,7 +43,11 @@
 //! worker that is alive but stalled longer than the window (a paused VM, a
 //! `SIGSTOP`) can likewise see its job run elsewhere; keep the window well
 //! above the longest pause you expect, and make tasks idempotent where a
-//! second run would hurt.
+//! second run would hurt. The same holds for a sync task whose job apalis
+//! drops while it runs (its worker stopped on a backend error and restarts
+//! under a new name): sync code cannot be stopped, so it runs to its end on
+//! the blocking pool while the queue may hand the job out again; the worker
+//! logs it as an error.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -189,17 +193,40 @@ async fn run_task(intent: Intent) -> Result<(), BoxError> {
         return crate::executor::run_intent(intent).await;
     }
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime
-            .spawn_blocking(move || run_sync_intent(intent))
-            .await
-            .unwrap_or_else(|join| {
+        Ok(runtime) => {
+            let running = runtime.spawn_blocking(move || run_sync_intent(intent));
+            // Sync code cannot be stopped mid-run: if apalis drops this job
+            // (its worker stopped on a backend error), the task runs on, and
+            // may run again elsewhere once the orphan window passes.
+            let mut abandoned = Abandoned(Some(task));
+            let outcome = running.await;
+            abandoned.0 = None;
+            outcome.unwrap_or_else(|join| {
                 Err(match join.try_into_panic() {
                     Ok(panic) => format!("task `{task}` panicked: {}", panic_message(&*panic)),
                     Err(join) => format!("task `{task}` did not finish: {join}"),
                 }
                 .into())
-            }),
+            })
+        }
         Err(_) => run_sync_intent(intent),
+    }
+}
+
+/// Logs, when dropped, that a sync task was left running by its job.
+struct Abandoned(Option<&'static str>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(task) = self.0 {
+            tracing::error!(
+                target: "airlock::worker",
+                task,
+                "the worker dropped a job whose sync task is still running on the blocking pool; \
+                 the task runs to its end, and the queue may hand the job to another worker \
+                 once the orphan window passes: it can run twice"
+            );
+        }
     }
 }
 
