@@ -328,6 +328,9 @@ fn invalid_values_name_the_variable() {
         ("AIRLOCK_LOG_ON_FLUSH", "maybe"),
         ("AIRLOCK_BLOCK_TASKS_AT_ENQUEUE", "2"),
         ("AIRLOCK_MAX_CASCADE_DEPTH", "deep"),
+        // Deeper than a thread's stack can hold an in-process cascade.
+        ("AIRLOCK_MAX_CASCADE_DEPTH", "100000"),
+        ("AIRLOCK_MAX_PAYLOAD_BYTES", "a lot"),
     ] {
         let err = Settings::from_lookup(env(&[(var, bad)])).unwrap_err();
         assert!(

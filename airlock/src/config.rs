@@ -43,6 +43,10 @@ pub struct Config {
     pub(crate) max_intents_per_scope: usize,
 }
 
+/// The largest [`Config::max_cascade_depth`]: deeper in-process cascades
+/// could overflow a 2 MiB thread stack, which aborts the process.
+pub const MAX_CASCADE_DEPTH: u32 = 128;
+
 /// The default of [`Config::max_intents_per_scope`]: one million.
 pub const DEFAULT_MAX_INTENTS_PER_SCOPE: usize = 1_000_000;
 
@@ -100,9 +104,15 @@ impl Config {
         self
     }
 
-    /// How deep a cascade of tasks enqueueing tasks may go in process.
+    /// How deep a cascade of tasks enqueueing tasks may go in process; at
+    /// most [`MAX_CASCADE_DEPTH`] (larger values are clamped to it).
+    ///
+    /// Every level of an in-process cascade runs nested inside the one that
+    /// enqueued it, on the same thread's stack: on a 2 MiB thread (tokio's
+    /// default) a runaway cascade overflowed the stack, which aborts the
+    /// process, at about 500 levels in a debug build and 1,000 in release.
     pub fn max_cascade_depth(mut self, depth: u32) -> Self {
-        self.max_cascade_depth = depth;
+        self.max_cascade_depth = depth.min(MAX_CASCADE_DEPTH);
         self
     }
 
@@ -160,6 +170,16 @@ impl Config {
             self = self.policy(LogOnFlush);
         }
         if let Some(depth) = settings.max_cascade_depth {
+            if depth > MAX_CASCADE_DEPTH {
+                return Err(invalid(
+                    "max_cascade_depth",
+                    &depth.to_string(),
+                    &format!(
+                        "at most {MAX_CASCADE_DEPTH}: deeper in-process cascades could overflow \
+                         the thread's stack"
+                    ),
+                ));
+            }
             self.max_cascade_depth = depth;
         }
         if let Some(bytes) = settings.max_payload_bytes {
@@ -278,11 +298,16 @@ impl Settings {
             settings.log_on_flush = parse_bool("AIRLOCK_LOG_ON_FLUSH", &value)?;
         }
         if let Some(value) = lookup("AIRLOCK_MAX_CASCADE_DEPTH") {
-            settings.max_cascade_depth = Some(value.trim().parse().map_err(|_| {
+            let depth = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|depth| *depth <= MAX_CASCADE_DEPTH);
+            settings.max_cascade_depth = Some(depth.ok_or_else(|| {
                 invalid(
                     "AIRLOCK_MAX_CASCADE_DEPTH",
                     &value,
-                    "a whole number such as 32",
+                    &format!("a whole number from 0 to {MAX_CASCADE_DEPTH}, such as 32"),
                 )
             })?);
         }

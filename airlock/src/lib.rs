@@ -218,7 +218,7 @@ pub use airlock_macros::scoped;
 
 pub use config::{
     configuration, configure, reset_configuration, Config, PolicyName, Settings,
-    DEFAULT_MAX_INTENTS_PER_SCOPE, DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_INTENTS_PER_SCOPE, DEFAULT_MAX_PAYLOAD_BYTES, MAX_CASCADE_DEPTH,
 };
 pub use enqueue::enqueue;
 pub use error::{BoxError, ConfigError, Error, PolicyViolation, Result, UnknownTask};
