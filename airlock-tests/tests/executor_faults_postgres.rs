@@ -294,18 +294,23 @@ async fn an_after_commit_whose_commit_answer_is_lost_is_in_doubt_never_a_false_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_after_commit_the_caller_stops_waiting_for_mid_commit_still_commits_and_dispatches() {
-    // A frozen server holds COMMIT; the caller's timeout fires meanwhile.
-    // The transaction then commits when the server thaws, and its intents
-    // must be dispatched although nobody awaits the commit any more.
-    let Some(server) = OwnPostgres::start() else {
+    // A deferred trigger makes COMMIT itself take a second; the caller's
+    // timeout fires meanwhile. The transaction commits anyway, and its
+    // intents must be dispatched although nobody awaits the commit any more.
+    let Some(server) = postgres() else {
         return;
     };
-    let url = server.server().fresh_database().await;
+    let url = server.fresh_database().await;
     let pool = PgPoolOptions::new().connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE orders (tag TEXT NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    for statement in [
+        "CREATE TABLE orders (tag TEXT NOT NULL)",
+        "CREATE FUNCTION slow_commit() RETURNS trigger AS $$ \
+         BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$ LANGUAGE plpgsql",
+        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON orders \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
     let t = tag("pg-aftercommit-abandoned");
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("INSERT INTO orders (tag) VALUES ($1)")
@@ -320,13 +325,11 @@ async fn an_after_commit_the_caller_stops_waiting_for_mid_commit_still_commits_a
     handle
         .in_scope(|| record::enqueue(t.clone(), 1))
         .expect("enqueue");
-    server.pause();
-    let timed_out = tokio::time::timeout(Duration::from_millis(200), scope.commit()).await;
+    let timed_out = tokio::time::timeout(Duration::from_millis(300), scope.commit()).await;
     assert!(
         timed_out.is_err(),
-        "COMMIT was still waiting for the server"
+        "COMMIT was still running its deferred trigger"
     );
-    server.resume();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while airlock_tests::runs(&t).is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -76,5 +76,23 @@ fn a_full_scope_refuses_more_on_every_lane_and_keeps_what_it_holds() {
         .unwrap();
     assert_eq!(runs(&t).len(), 4);
 
+    // A loop opening a nested scope per iteration fills the enclosing scope
+    // one capture at a time, and hits the bound inside the nested scope.
+    let t = tag("bound-loop");
+    let mut refusals = 0;
+    Scope::new()
+        .run(|| -> airlock::Result<()> {
+            for value in 0..10 {
+                let nested = Scope::new().run(|| record::enqueue(t.clone(), value).map(drop));
+                if let Err(Error::ScopeFull { .. }) = nested {
+                    refusals += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(runs(&t).len(), 4, "{:?}", runs(&t));
+    assert_eq!(refusals, 6);
+
     airlock::reset_configuration();
 }

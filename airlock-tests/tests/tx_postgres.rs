@@ -206,3 +206,82 @@ async fn a_rolled_back_savepoint_takes_its_co_committed_jobs_with_it() {
     );
     assert!(runs(&t).is_empty(), "queued, not run in process");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_commit_whose_transaction_a_swallowed_error_aborted_dispatches_nothing() {
+    // PostgreSQL answers COMMIT in an aborted transaction with a rollback
+    // and no error: without a check, the intents of a transaction that
+    // rolled back would be dispatched.
+    let Some(pool) = database().await else { return };
+    let t = tag("pg-aborted");
+    let tc = t.clone();
+    let tx = Scope::new()
+        .executor(InProcess)
+        .after_commit(pool.begin().await.unwrap());
+    let handle = tx.handle();
+    let result = tx
+        .run(|tx| {
+            Box::pin(async move {
+                insert_order(tx, 1).await?;
+                record::enqueue(tc, 1)?;
+                // A failed statement whose error the body swallows.
+                let _ = sqlx::query("SELECT 1 / 0").execute(&mut **tx).await;
+                Ok::<_, airlock::BoxError>(())
+            })
+        })
+        .await;
+    let error = result.expect_err("the transaction could not commit");
+    assert!(error.to_string().contains("failed to commit"), "{error}");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM orders").await, 0);
+    assert!(
+        runs(&t).is_empty(),
+        "nothing dispatched for a rolled-back transaction"
+    );
+    assert!(matches!(
+        handle.records()[0].fate,
+        Fate::Discarded(DiscardReason::CommitFailed(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_whose_release_fails_keeps_its_jobs_out_of_the_transaction() {
+    // The savepoint's body swallows a failed statement, so RELEASE fails;
+    // the caller recovers and commits the rest: the savepoint's job must not
+    // commit with it.
+    let Some(pool) = database().await else { return };
+    let t = tag("pg-release-fails");
+    let tc = t.clone();
+    airlock::tx::co_commit(pool.begin().await.unwrap())
+        .run(|tx| {
+            Box::pin(async move {
+                insert_order(tx, 1).await?;
+                record::enqueue(tc.clone(), 1)?;
+                let t2 = tc.clone();
+                let released: Result<(), airlock::BoxError> = airlock::tx::savepoint(tx)
+                    .await?
+                    .run(|sp| {
+                        Box::pin(async move {
+                            insert_order(sp, 1).await?;
+                            record::enqueue(t2, 2)?;
+                            let _ = sqlx::query("SELECT 1 / 0").execute(&mut **sp).await;
+                            Ok::<_, airlock::BoxError>(())
+                        })
+                    })
+                    .await;
+                let error = released.expect_err("RELEASE fails in an aborted savepoint");
+                assert!(error.to_string().contains("release"), "{error}");
+                Ok::<_, airlock::BoxError>(())
+            })
+        })
+        .await
+        .expect("the rest commits");
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM orders").await, 1);
+    let values: Vec<i64> = sqlx::query_scalar(
+        "SELECT (convert_from(job, 'UTF8')::jsonb -> 'args' ->> 'value')::bigint \
+         FROM apalis.jobs ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(values, [1], "the failed savepoint's job stayed out");
+}

@@ -144,3 +144,56 @@ async fn a_savepoint_outside_any_scope_is_refused() {
     );
     assert!(error.to_string().contains("transaction scope"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_is_refused_outside_a_transaction_scope_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_queue, pool) = database(&dir).await;
+    let mut tx = pool.begin().await.unwrap();
+    // A plain scope (a request, say): its intents follow its own outcome,
+    // not the transaction's, so a savepoint cannot share a fate with it.
+    let error = Scope::new()
+        .run_async(async { airlock::tx::savepoint(&mut tx).await.map(drop) })
+        .await
+        .expect_err("not inside a transaction scope");
+    assert!(
+        matches!(error, Error::Savepoint { action: "open", .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_around_a_savepoint_still_applies_to_its_intents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_queue, pool) = database(&dir).await;
+    let t = tag("savepoint-dry-run");
+    let tc = t.clone();
+    airlock::tx::co_commit(pool.begin().await.unwrap())
+        .run(|tx| {
+            Box::pin(async move {
+                insert(tx, "a").await?;
+                airlock::with_policy_async(airlock::DropAll, async {
+                    airlock::tx::savepoint(tx)
+                        .await?
+                        .run(|sp| {
+                            Box::pin(async move {
+                                insert(sp, "b").await?;
+                                record::enqueue(tc, 1)?;
+                                Ok::<_, airlock::BoxError>(())
+                            })
+                        })
+                        .await
+                })
+                .await?;
+                Ok::<_, airlock::BoxError>(())
+            })
+        })
+        .await
+        .expect("the transaction commits");
+    assert_eq!(labels(&pool).await, ["a", "b"]);
+    assert!(
+        queued_values(&pool).await.is_empty(),
+        "DropAll dropped the job"
+    );
+    assert!(runs(&t).is_empty());
+}

@@ -134,14 +134,15 @@ impl Config {
     }
 
     /// The most intents one scope may hold, its own and those captured from
-    /// nested scopes; default [`DEFAULT_MAX_INTENTS_PER_SCOPE`] (one
+    /// nested scopes, counting what the scopes it hands its intents to hold
+    /// already (at least 1); default [`DEFAULT_MAX_INTENTS_PER_SCOPE`] (one
     /// million, about 100 MB of buffered intents). An enqueue beyond it fails
     /// with [`Error::ScopeFull`](crate::Error::ScopeFull) and buffers nothing,
-    /// so a runaway loop ends in an error instead of exhausting memory.
-    /// Intents captured from a nested scope are never refused (each was
-    /// accepted already); they count towards the limit from then on.
+    /// so a runaway loop (even one opening a nested scope per iteration)
+    /// ends in an error instead of exhausting memory. Intents captured from
+    /// a nested scope are never refused (each was accepted already).
     pub fn max_intents_per_scope(mut self, intents: usize) -> Self {
-        self.max_intents_per_scope = intents;
+        self.max_intents_per_scope = intents.max(1);
         self
     }
 

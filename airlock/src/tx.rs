@@ -109,6 +109,30 @@ type PushFn<DB> = for<'c> fn(
     &'c [Intent],
 ) -> BoxFuture<'c, Result<(), BoxError>>;
 
+/// Checks, before an after-commit scope sends `COMMIT`, that its
+/// transaction can still commit.
+type ProbeFn<DB> =
+    for<'c> fn(&'c mut <DB as Database>::Connection) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+
+/// [`ProbeFn`] for any sqlx database. PostgreSQL answers `COMMIT` in a
+/// transaction a failed statement aborted (the body swallowed the error)
+/// with a rollback *and no error*, so sqlx reports success: an after-commit
+/// scope would dispatch the intents of a transaction that rolled back. A
+/// statement first fails in such a transaction (25P02), which is the check;
+/// it costs one round trip, and runs only when there are intents to
+/// dispatch. Other databases have no aborted state to look for.
+fn probe<DB: Database>(connection: &mut DB::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    Box::pin(async move {
+        if DB::NAME == "PostgreSQL" {
+            sqlx::raw_sql("SELECT 1").execute(connection).await?;
+        }
+        Ok(())
+    })
+}
+
 /// A database whose transactions can carry queue jobs: the apalis queue
 /// tables live in it, so intents commit with the business data.
 ///
@@ -155,7 +179,10 @@ impl CoCommitDatabase for sqlx::Postgres {
 /// Starts an [after-commit](Durability::AfterCommit) scope on `tx` with the
 /// default settings (see [`Scope::after_commit`] to name it or give it a
 /// policy or executor).
-pub fn after_commit<DB: Database>(tx: Transaction<'static, DB>) -> TxScope<DB> {
+pub fn after_commit<DB: Database>(tx: Transaction<'static, DB>) -> TxScope<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
     Scope::new().after_commit(tx)
 }
 
@@ -168,8 +195,16 @@ pub fn co_commit<DB: CoCommitDatabase>(tx: Transaction<'static, DB>) -> TxScope<
 impl Scope {
     /// Starts this scope bound to `tx`: its intents are dispatched by its
     /// executor after `tx` commits, and discarded if it rolls back.
-    pub fn after_commit<DB: Database>(self, tx: Transaction<'static, DB>) -> TxScope<DB> {
-        TxScope::start(self, tx, Durability::AfterCommit, None)
+    pub fn after_commit<DB: Database>(self, tx: Transaction<'static, DB>) -> TxScope<DB>
+    where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        TxScope::start(
+            self,
+            tx,
+            Durability::AfterCommit,
+            Commit::After(probe::<DB>),
+        )
     }
 
     /// Starts this scope bound to `tx`: on commit its intents are written as
@@ -179,7 +214,7 @@ impl Scope {
     /// [`SqliteQueue::new`](crate::queue::SqliteQueue::new) or its Postgres
     /// counterpart). The scope's executor is not used.
     pub fn co_commit<DB: CoCommitDatabase>(self, tx: Transaction<'static, DB>) -> TxScope<DB> {
-        TxScope::start(self, tx, Durability::CoCommit, Some(DB::__push))
+        TxScope::start(self, tx, Durability::CoCommit, Commit::Co(DB::__push))
     }
 }
 
@@ -196,7 +231,15 @@ pub struct TxScope<DB: Database> {
     tx: Option<Transaction<'static, DB>>,
     scope: Option<ActiveScope>,
     handle: ScopeHandle,
-    push: Option<PushFn<DB>>,
+    commit: Commit<DB>,
+}
+
+/// What a transaction scope does with its intents around `COMMIT`.
+enum Commit<DB: Database> {
+    /// Dispatch them after `COMMIT`, once the probe says it can commit.
+    After(ProbeFn<DB>),
+    /// Write them as jobs into the transaction before `COMMIT`.
+    Co(PushFn<DB>),
 }
 
 impl<DB: Database> fmt::Debug for TxScope<DB> {
@@ -214,7 +257,7 @@ impl<DB: Database> TxScope<DB> {
         mut settings: Scope,
         tx: Transaction<'static, DB>,
         durability: Durability,
-        push: Option<PushFn<DB>>,
+        commit: Commit<DB>,
     ) -> Self {
         settings.boundary = true;
         settings.durability = Some(durability);
@@ -225,7 +268,7 @@ impl<DB: Database> TxScope<DB> {
             tx: Some(tx),
             scope: Some(scope),
             handle,
-            push,
+            commit,
         }
     }
 
@@ -256,6 +299,15 @@ impl<DB: Database> TxScope<DB> {
     /// Runs `future` with the scope current on every poll.
     pub fn bind<F: std::future::Future>(&self, future: F) -> Bound<F> {
         self.handle.bind(future)
+    }
+
+    /// Opens a [savepoint](savepoint()) nested in this transaction scope.
+    ///
+    /// # Errors
+    /// As [`savepoint()`].
+    pub async fn savepoint(&mut self) -> Result<Savepoint<'_, DB>, Error> {
+        let handle = self.handle.clone();
+        handle.bind(savepoint(self.transaction())).await
     }
 
     /// The transaction itself.
@@ -318,13 +370,51 @@ impl<DB: Database> TxScope<DB> {
     /// after-commit dispatch failed (the data is committed; the error hands
     /// back the intents that were not dispatched).
     pub async fn commit(mut self) -> Result<FlushReport, Error> {
-        let (scope, tx) = self.take();
+        let (scope, mut tx) = self.take();
         // Logical end first: nothing can be enqueued once committing starts.
-        let prepared = scope.prepare_flush()?;
-        // From here on the caller going away must not decide the intents'
-        // fate: `COMMIT` may be on the wire, or done.
+        let mut prepared = scope.prepare_flush()?;
+        let info = prepared.scope().clone();
+        // Either way the survivors leave the prepared flush before COMMIT:
+        // a flush dropped from here on reports them interrupted (COMMIT may
+        // be on the wire, or done), never discarded.
+        let intents = prepared.take_survivors();
+        // Co-commit writes the jobs first; after-commit checks the
+        // transaction can commit. Until COMMIT is sent, a caller that stops
+        // waiting rolls everything back, as it always could.
+        let co_commit = matches!(self.commit, Commit::Co(_));
+        if let Commit::After(probe) = self.commit {
+            if !intents.is_empty() {
+                if let Err(error) = probe(&mut tx).await {
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::warn!(target: "airlock::tx", scope = %info, error = %rollback, "rollback failed");
+                    }
+                    prepared.abort(DiscardReason::CommitFailed(error.to_string()));
+                    return Err(transaction_error(info, "commit", error));
+                }
+            }
+        }
+        if let Commit::Co(push) = self.commit {
+            if !intents.is_empty() {
+                if let Err(error) = push(&mut tx, &intents).await {
+                    if let Err(rollback) = tx.rollback().await {
+                        tracing::warn!(target: "airlock::tx", scope = %info, error = %rollback, "rollback failed");
+                    }
+                    prepared.abort(DiscardReason::RolledBack);
+                    return Err(transaction_error(
+                        info,
+                        "queue its intents",
+                        format!(
+                            "{error} (co-commit writes into the apalis queue tables of the \
+                             transaction's own database: create them once with the queue's `new`)"
+                        ),
+                    ));
+                }
+            }
+        }
+        // From COMMIT on, the caller going away must not decide the intents'
+        // fate: the commit and the dispatch finish in the background.
         MustFinish::new(
-            Box::pin(commit_and_dispatch(prepared, tx, self.push)),
+            Box::pin(commit_then_dispatch(prepared, tx, intents, co_commit)),
             "a transaction scope's commit and flush",
         )
         .await
@@ -351,43 +441,20 @@ impl<DB: Database> TxScope<DB> {
     }
 }
 
-/// What [`TxScope::commit`] does once the scope ended: write the jobs
-/// (co-commit), `COMMIT`, then dispatch (after-commit) or complete.
+/// The part of [`TxScope::commit`] that must finish once started: `COMMIT`,
+/// then the after-commit dispatch (co-commit's jobs are already written).
 ///
-/// If anything fails before `COMMIT` succeeded, the transaction rolls back
-/// and no intent is dispatched. A `COMMIT` the database never answered (the
-/// connection failed after sending it) may have committed: its intents are
-/// in doubt, reported `Interrupted` and never dispatched, and the error says
-/// the outcome is unknown, never that it rolled back.
-async fn commit_and_dispatch<DB: Database>(
-    mut prepared: PreparedFlush,
-    mut tx: Transaction<'static, DB>,
-    push: Option<PushFn<DB>>,
+/// A `COMMIT` the database never answered (the connection failed after
+/// sending it) may have committed: its intents are in doubt, reported
+/// `Interrupted` and never dispatched, and the error says the outcome is
+/// unknown, never that it rolled back.
+async fn commit_then_dispatch<DB: Database>(
+    prepared: PreparedFlush,
+    tx: Transaction<'static, DB>,
+    intents: Vec<Intent>,
+    co_committed: bool,
 ) -> Result<FlushReport, Error> {
     let info = prepared.scope().clone();
-    let intents = match push {
-        Some(push) => {
-            let intents = prepared.take_survivors();
-            if !intents.is_empty() {
-                if let Err(error) = push(&mut tx, &intents).await {
-                    if let Err(rollback) = tx.rollback().await {
-                        tracing::warn!(target: "airlock::tx", scope = %info, error = %rollback, "rollback failed");
-                    }
-                    prepared.abort(DiscardReason::RolledBack);
-                    return Err(transaction_error(
-                        info,
-                        "queue its intents",
-                        format!(
-                            "{error} (co-commit writes into the apalis queue tables of the \
-                             transaction's own database: create them once with the queue's `new`)"
-                        ),
-                    ));
-                }
-            }
-            Some(intents)
-        }
-        None => None,
-    };
     if let Err(error) = tx.commit().await {
         if let sqlx::Error::Database(_) = error {
             // The database answered: it refused the commit, so nothing, jobs
@@ -396,29 +463,23 @@ async fn commit_and_dispatch<DB: Database>(
             return Err(transaction_error(info, "commit", error));
         }
         // No answer: the rows (and co-committed jobs) committed together or
-        // not at all, and only the database knows which. Dropping the
-        // prepared flush reports the intents `Interrupted`, never claimed
-        // either way.
+        // not at all, and only the database knows which. The prepared flush
+        // holds them in flight: dropping it reports them `Interrupted`.
+        drop(prepared);
         // After-commit intents were never dispatched: hand them back, so the
         // caller can check the database and dispatch them itself.
-        let in_doubt = match intents {
-            None => prepared.take_survivors(),
-            Some(_) => Vec::new(),
-        };
-        drop(prepared);
+        let in_doubt = if co_committed { Vec::new() } else { intents };
         return Err(Error::TransactionInDoubt {
             scope: info,
             in_doubt,
             source: error.into(),
         });
     }
-    match intents {
-        None => prepared.dispatch_async().await,
-        Some(intents) => {
-            tracing::debug!(target: "airlock::tx", scope = %info, queued = intents.len(), "co-committed");
-            prepared.complete(Ok(()))
-        }
+    if co_committed {
+        tracing::debug!(target: "airlock::tx", scope = %info, queued = intents.len(), "co-committed");
+        return prepared.complete(Ok(()));
     }
+    prepared.dispatch_survivors(intents).await
 }
 
 fn transaction_error(scope: ScopeInfo, action: &'static str, source: impl Into<BoxError>) -> Error {
@@ -459,30 +520,41 @@ impl<DB: Database> DerefMut for TxScope<DB> {
 /// (the transaction scope, inside [`TxScope::run`]): intents enqueued under
 /// it join the enclosing scope when it is [released](Savepoint::release) and
 /// are discarded when it [rolls back](Savepoint::rollback) or is dropped, as
-/// its writes are. See the [module docs](self#savepoints).
+/// its writes are. See the [module docs](self#savepoints). To nest one in a
+/// savepoint or transaction scope you hold (rather than the current scope),
+/// use [`Savepoint::savepoint`] or [`TxScope::savepoint`].
 ///
 /// # Errors
-/// [`Error::Savepoint`] if no scope is current (a savepoint's intents need a
-/// scope to join) or the database refuses the savepoint.
+/// [`Error::Savepoint`] if the current scope is not a transaction scope or
+/// inside one (a savepoint's intents must share a transaction's fate), or
+/// the database refuses the savepoint.
 pub async fn savepoint<'t, DB: Database>(
     tx: &'t mut Transaction<'_, DB>,
 ) -> Result<Savepoint<'t, DB>, Error> {
-    let Some(enclosing) = crate::scope::current() else {
+    let in_transaction = crate::scope::current().is_some_and(|scope| {
+        std::iter::once(&scope.0)
+            .chain(scope.0.ancestors())
+            .any(|core| core.durability.is_some())
+    });
+    if !in_transaction {
         return Err(Error::Savepoint {
             action: "open",
-            reason: "no scope is current, so its intents would have no scope to join: open \
-                     savepoints inside a transaction scope (the body of TxScope::run, or with \
-                     TxScope::enter/bind)"
+            reason: "the current scope is not a transaction scope or inside one, so the \
+                     savepoint's intents would not share its fate: open savepoints inside a \
+                     transaction scope (the body of TxScope::run, or with TxScope::enter/bind)"
                 .into(),
         });
-    };
-    let scope = enclosing.in_scope(|| Scope::new().name("savepoint").start());
+    }
+    // Started under the current frame: nested in the current scope, under
+    // every policy in force here (`with_policy` blocks included).
+    let scope = Scope::new().name("savepoint").start();
     let handle = scope.handle();
     match sqlx::Connection::begin(&mut **tx).await {
         Ok(savepoint) => Ok(Savepoint {
             tx: Some(savepoint),
             scope: Some(scope),
             handle,
+            releasing: false,
         }),
         Err(error) => {
             scope.discard_with(DiscardReason::RolledBack);
@@ -504,6 +576,10 @@ pub struct Savepoint<'t, DB: Database> {
     tx: Option<Transaction<'t, DB>>,
     scope: Option<ActiveScope>,
     handle: ScopeHandle,
+    /// `RELEASE` is on the wire: dropped now, the intents go up (the
+    /// savepoint was released, or the connection broke and the whole
+    /// transaction goes with them).
+    releasing: bool,
 }
 
 impl<DB: Database> fmt::Debug for Savepoint<'_, DB> {
@@ -566,25 +642,57 @@ impl<'t, DB: Database> Savepoint<'t, DB> {
         }
     }
 
-    /// Hands the savepoint's intents to the enclosing scope, then releases
-    /// the savepoint (its writes join the transaction).
-    ///
-    /// The intents move first: if this future is dropped during `RELEASE`,
-    /// either the savepoint was released (rows and intents stay together) or
-    /// the connection broke mid-statement, and the whole transaction rolls
-    /// back with them.
+    /// Opens a savepoint inside this one, nested in its scope.
     ///
     /// # Errors
-    /// [`Error::Savepoint`] if the database refuses the release: the
-    /// transaction can then no longer commit as it stands; roll it back.
+    /// As [`savepoint`].
+    pub async fn savepoint(&mut self) -> Result<Savepoint<'_, DB>, Error> {
+        let handle = self.handle.clone();
+        let tx = self
+            .tx
+            .as_mut()
+            .expect("the savepoint is only taken by release/rollback, which consume it");
+        handle.bind(savepoint(tx)).await
+    }
+
+    /// Releases the savepoint (its writes join the transaction), then hands
+    /// its intents to the enclosing scope.
+    ///
+    /// # Errors
+    /// [`Error::Savepoint`] if `RELEASE` fails. If the database refused it,
+    /// the intents are discarded with the savepoint; if no answer came (the
+    /// connection failed), they go to the enclosing scope, whose transaction
+    /// shares whatever happened.
     pub async fn release(mut self) -> Result<FlushReport, Error> {
-        let (scope, tx) = self.take();
-        let report = scope.flush()?;
-        tx.commit().await.map_err(|error| Error::Savepoint {
-            action: "release",
-            reason: error.into(),
-        })?;
-        Ok(report)
+        let tx = self
+            .tx
+            .take()
+            .expect("the savepoint is only taken by release/rollback, which consume it");
+        self.releasing = true;
+        let released = tx.commit().await;
+        let scope = self
+            .scope
+            .take()
+            .expect("the scope is only taken by release/rollback, which consume it");
+        match released {
+            Ok(()) => scope.flush(),
+            Err(error @ sqlx::Error::Database(_)) => {
+                scope.discard_with(DiscardReason::RolledBack);
+                Err(Error::Savepoint {
+                    action: "release",
+                    reason: error.into(),
+                })
+            }
+            Err(error) => {
+                if let Err(flush) = scope.flush() {
+                    tracing::error!(target: "airlock::tx", error = %flush, "handing a savepoint's intents up failed");
+                }
+                Err(Error::Savepoint {
+                    action: "release",
+                    reason: error.into(),
+                })
+            }
+        }
     }
 
     /// Discards the savepoint's intents and rolls it back.
@@ -610,11 +718,19 @@ impl<'t, DB: Database> Savepoint<'t, DB> {
 
 impl<DB: Database> Drop for Savepoint<'_, DB> {
     fn drop(&mut self) {
-        // Unreleased: sqlx rolls the savepoint back as it drops; so do the intents.
-        if let Some(scope) = self.scope.take() {
-            tracing::debug!(target: "airlock::tx", scope = %scope.info(), "savepoint dropped unreleased; rolled back");
-            scope.discard_with(DiscardReason::RolledBack);
+        let Some(scope) = self.scope.take() else {
+            return;
+        };
+        if self.releasing {
+            // Dropped during RELEASE: released, or the transaction is broken.
+            if let Err(error) = scope.flush() {
+                tracing::error!(target: "airlock::tx", %error, "handing a savepoint's intents up failed");
+            }
+            return;
         }
+        // Unreleased: sqlx rolls the savepoint back as it drops; so do the intents.
+        tracing::debug!(target: "airlock::tx", scope = %scope.info(), "savepoint dropped unreleased; rolled back");
+        scope.discard_with(DiscardReason::RolledBack);
     }
 }
 

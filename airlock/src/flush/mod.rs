@@ -112,6 +112,27 @@ impl PreparedFlush {
         executor: &dyn Executor,
     ) -> Result<FlushReport, Error> {
         let intents = self.take_survivors();
+        self.dispatch_taken(intents, executor).await
+    }
+
+    /// Dispatches survivors taken earlier with [`take_survivors`](Self::take_survivors)
+    /// through the scope's own executor (a transaction scope takes them
+    /// before `COMMIT`, so that a flush dropped meanwhile reports them
+    /// interrupted, not discarded).
+    #[cfg(feature = "sqlx")]
+    pub(crate) async fn dispatch_survivors(
+        self,
+        intents: Vec<Intent>,
+    ) -> Result<FlushReport, Error> {
+        let executor = Arc::clone(&self.core.executor);
+        self.dispatch_taken(intents, &*executor).await
+    }
+
+    async fn dispatch_taken(
+        self,
+        intents: Vec<Intent>,
+        executor: &dyn Executor,
+    ) -> Result<FlushReport, Error> {
         let result = if intents.is_empty() {
             buffer::recycle(intents);
             Ok(())

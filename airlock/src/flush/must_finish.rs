@@ -55,11 +55,23 @@ impl Drop for MustFinish {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 tracing::debug!(target: "airlock::flush", what, "dropped unfinished; finishing in the background");
-                runtime.spawn(async move {
+                let background = runtime.spawn(async move {
                     if let Err(error) = work.await {
                         tracing::error!(target: "airlock::flush", what, %error, "finishing in the background failed");
                     }
                 });
+                // A runtime that is shutting down drops a new task at once,
+                // unrun (pending I/O cannot finish that fast otherwise): say
+                // so, since the work is then lost.
+                if background.is_finished() {
+                    tracing::error!(
+                        target: "airlock::flush",
+                        what,
+                        "dropped unfinished, and the background task ended at once: the tokio \
+                         runtime is probably shutting down, so its remaining intents are \
+                         interrupted"
+                    );
+                }
             }
             Err(_) => tracing::error!(
                 target: "airlock::flush",

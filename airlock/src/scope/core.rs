@@ -235,7 +235,20 @@ impl ScopeCore {
     /// `pending` intents of its own besides the shared buffer.
     #[inline]
     pub(crate) fn is_full(&self, pending: usize) -> bool {
-        pending + self.held.load(Ordering::Relaxed) >= self.max_intents
+        pending + self.held_here_and_above() >= self.max_intents
+    }
+
+    /// What this scope and the scopes it will hand its intents to hold: a
+    /// loop calling a helper that opens a nested scope per call fills the
+    /// enclosing scope one capture at a time, and must hit the bound too.
+    /// (Usually no ancestor: one load.)
+    #[inline]
+    fn held_here_and_above(&self) -> usize {
+        let mut held = self.held.load(Ordering::Relaxed);
+        for ancestor in self.ancestors() {
+            held += ancestor.held.load(Ordering::Relaxed);
+        }
+        held
     }
 
     /// Records how many intents the owner's frame now buffers (see
@@ -276,7 +289,11 @@ impl ScopeCore {
             return Err((Refused::Closed(state.phase), intent));
         }
         let owner_pending = self.owner_pending.load(Ordering::Relaxed);
-        if state.buffer.as_slice().len() + owner_pending >= self.max_intents {
+        let above: usize = self
+            .ancestors()
+            .map(|ancestor| ancestor.held.load(Ordering::Relaxed))
+            .sum();
+        if state.buffer.as_slice().len() + owner_pending + above >= self.max_intents {
             return Err((Refused::Full, intent));
         }
         // This path serves other threads (handles), `with_policy` blocks and

@@ -120,7 +120,10 @@ async fn stop_here(point: Point, order: i64) {
     std::future::pending::<()>().await;
 }
 
-pub(crate) async fn produce<B: Backend>(backend: B, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn produce<B: Backend>(backend: B, args: Args) -> anyhow::Result<()>
+where
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+{
     println!("ready");
     let last = args.first + args.orders;
     for order in args.first..last {
@@ -137,7 +140,11 @@ pub(crate) async fn produce<B: Backend>(backend: B, args: Args) -> anyhow::Resul
     anyhow::bail!("placed order {last} without stopping at {point}")
 }
 
-async fn place<B: Backend>(backend: &B, mode: Mode, order: i64) -> anyhow::Result<()> {
+async fn place<B: Backend>(backend: &B, mode: Mode, order: i64) -> anyhow::Result<()>
+where
+    // What after-commit scopes need of a database, as sqlx's generic code does.
+    for<'c> &'c mut <B::Db as sqlx::Database>::Connection: sqlx::Executor<'c, Database = B::Db>,
+{
     backend.begin_order();
     println!("begin {order}");
     let tx = backend.pool().begin().await?;
