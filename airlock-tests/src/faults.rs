@@ -265,6 +265,18 @@ pub fn is_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether process `pid` is stopped (by `SIGSTOP`, say: state `T` in
+/// `/proc`), so it runs no more code until `SIGCONT`.
+pub fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+            Some(state == "T")
+        })
+        .unwrap_or(false)
+}
+
 /// The parent of process `pid` (from `/proc`).
 pub fn parent(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

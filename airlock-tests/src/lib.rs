@@ -168,6 +168,12 @@ pub const EXECUTION_LOG_VAR: &str = "AIRLOCK_TEST_LOG";
 /// another process sees that (and where) a task ran.
 #[airlock::task(name = "test.log_execution")]
 pub fn log_execution(key: String) -> std::io::Result<()> {
+    append_to_execution_log(&key)
+}
+
+/// Appends `{entry} {pid}` to the file named by `AIRLOCK_TEST_LOG`, in one
+/// write.
+fn append_to_execution_log(entry: &str) -> std::io::Result<()> {
     use std::io::Write;
     let path = std::env::var(EXECUTION_LOG_VAR)
         .map_err(|_| std::io::Error::other(format!("{EXECUTION_LOG_VAR} is not set")))?;
@@ -176,7 +182,19 @@ pub fn log_execution(key: String) -> std::io::Result<()> {
         .append(true)
         .open(path)?;
     // One write per line: appends of a short line are atomic across processes.
-    file.write_all(format!("{key} {}\n", std::process::id()).as_bytes())
+    file.write_all(format!("{entry} {}\n", std::process::id()).as_bytes())
+}
+
+/// A task that takes a while: logs `{key}:start {pid}` like
+/// [`log_execution()`], sleeps `millis` (asynchronously), then logs
+/// `{key}:done {pid}`. A process killed in between leaves a `start` without
+/// its `done`: the crash test reads from the log which runs were cut off, and
+/// where each job ran.
+#[airlock::task(name = "test.slow_log")]
+pub async fn slow_log(key: String, millis: u64) -> std::io::Result<()> {
+    append_to_execution_log(&format!("{key}:start"))?;
+    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+    append_to_execution_log(&format!("{key}:done"))
 }
 
 /// Logs the attempt like [`log_execution()`], then fails while fewer than

@@ -6,6 +6,10 @@
 //! `airlock-test-node <backend> <role> [args...]`, where each backend module
 //! owns its roles and arguments. Tasks log their runs to the file named by
 //! `AIRLOCK_TEST_LOG` (see `airlock_tests::log_execution`).
+//!
+//! Every backend's `worker` role takes the same arguments (see
+//! [`worker_options`]):
+//! `worker <url> <name> [workers] [queue] [heartbeat-secs] [missed-heartbeats]`.
 
 // The fixture tasks live in the library; linking it registers them.
 use airlock_tests as _;
@@ -40,6 +44,43 @@ async fn main() -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// The `WorkerOptions` of the `worker` role, from its arguments after the
+/// role name and the URL: `<name> [workers] [queue] [heartbeat-secs]
+/// [missed-heartbeats]`. The worker polls every 20 ms; the heartbeat settings
+/// left out keep the backend's defaults (the crash test shortens the orphan
+/// window with them).
+#[cfg(any(
+    feature = "apalis-sqlite",
+    feature = "apalis-postgres",
+    feature = "apalis-redis"
+))]
+fn worker_options(args: &[String]) -> anyhow::Result<airlock::worker::WorkerOptions> {
+    use anyhow::Context as _;
+
+    let name = args.first().context("worker: missing <name>")?;
+    let workers = args.get(1).map_or(Ok(1), |n| n.parse())?;
+    let queue = args
+        .get(2)
+        .map_or(airlock::queue::DEFAULT_QUEUE, String::as_str);
+    let mut options = airlock::worker::WorkerOptions::new(name.clone())
+        .workers(workers)
+        .queue(queue)
+        .poll_interval(std::time::Duration::from_millis(20));
+    if let Some(secs) = args.get(3) {
+        let secs = secs
+            .parse()
+            .context("worker: <heartbeat-secs> is a number")?;
+        options = options.heartbeat(std::time::Duration::from_secs(secs));
+    }
+    if let Some(missed) = args.get(4) {
+        let missed = missed
+            .parse()
+            .context("worker: <missed-heartbeats> is a number")?;
+        options = options.missed_heartbeats(missed);
+    }
+    Ok(options)
 }
 
 /// Logs to stderr when `RUST_LOG` is set, so a failing test can show why.

@@ -1,7 +1,8 @@
 //! Roles on the PostgreSQL queue.
 //!
-//! * `worker <database-url> <name> [workers] [queue]`: runs supervised
-//!   workers on the queue (default `airlock`) until killed.
+//! * `worker <database-url> <name> [workers] [queue] [heartbeat-secs]
+//!   [missed-heartbeats]`: runs supervised workers on the queue (default
+//!   `airlock`) until killed.
 //! * `crash-produce ...`: places orders until killed (see `crash.rs`); stops
 //!   `mid-flush` and `in-commit` in the triggers of
 //!   `airlock_tests::crash::POSTGRES_SCHEMA`, armed through a session setting
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use airlock::executor::BoxFuture;
 use airlock::queue::PostgresQueue;
-use airlock::worker::WorkerOptions;
 use airlock::Executor;
 use airlock_tests::crash::{hang_line, Point, HANG_SETTING, PRODUCER_APPLICATION_NAME};
 use anyhow::Context;
@@ -26,18 +26,10 @@ pub(crate) async fn main(args: Vec<String>) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("worker") => {
             let url = args.get(1).context("worker: missing <database-url>")?;
-            let name = args.get(2).context("worker: missing <name>")?;
-            let workers = args.get(3).map_or(Ok(1), |n| n.parse())?;
-            let queue_name = args
-                .get(4)
-                .map_or(airlock::queue::DEFAULT_QUEUE, String::as_str);
+            let options = crate::worker_options(&args[2..])?;
             let queue = PostgresQueue::connect(url)
                 .await
                 .map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?;
-            let options = WorkerOptions::new(name.clone())
-                .workers(workers)
-                .queue(queue_name)
-                .poll_interval(std::time::Duration::from_millis(20));
             println!("ready");
             queue.monitor(options).run().await?;
             Ok(())

@@ -1,7 +1,8 @@
 //! Roles on the embedded SQLite queue.
 //!
-//! * `worker <database-url> <name> [workers] [queue]`: runs supervised
-//!   workers on the queue (default `airlock`) until killed.
+//! * `worker <database-url> <name> [workers] [queue] [heartbeat-secs]
+//!   [missed-heartbeats]`: runs supervised workers on the queue (default
+//!   `airlock`) until killed.
 //! * `produce <database-url> <after-commit|co-commit> <key>`: in one
 //!   transaction scope, inserts an order and enqueues `log_execution(key)`,
 //!   commits, prints `committed`, then hangs before anything else happens
@@ -17,7 +18,6 @@ use std::sync::Arc;
 
 use airlock::executor::BoxFuture;
 use airlock::queue::SqliteQueue;
-use airlock::worker::WorkerOptions;
 use airlock::{DispatchError, Executor, Intent, Scope};
 use airlock_tests::crash::Point;
 use airlock_tests::log_execution;
@@ -39,15 +39,7 @@ pub(crate) async fn main(args: Vec<String>) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("opening {url}: {e}"))?;
     match role {
         Some("worker") => {
-            let name = args.get(2).context("worker: missing <name>")?;
-            let workers = args.get(3).map_or(Ok(1), |n| n.parse())?;
-            let queue_name = args
-                .get(4)
-                .map_or(airlock::queue::DEFAULT_QUEUE, String::as_str);
-            let options = WorkerOptions::new(name.clone())
-                .workers(workers)
-                .queue(queue_name)
-                .poll_interval(std::time::Duration::from_millis(20));
+            let options = crate::worker_options(&args[2..])?;
             println!("ready");
             queue.monitor(options).run().await?;
             Ok(())
