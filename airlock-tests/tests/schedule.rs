@@ -3,7 +3,7 @@
 //! queue engine), and every executor either honours a schedule or refuses
 //! it loudly, never drops it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use airlock::{Error, Scope};
 use airlock_tests::{record, runs, tag};
@@ -72,6 +72,7 @@ fn in_process_refuses_a_flush_with_a_scheduled_intent_and_runs_none_of_it() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_tokio_executor_runs_a_delayed_intent_when_it_is_due() {
     use airlock::executor::TokioExecutor;
+    use std::time::SystemTime;
 
     let t = tag("schedule-tokio");
     let executor = TokioExecutor::new();
@@ -107,6 +108,7 @@ async fn the_tokio_executor_runs_a_delayed_intent_when_it_is_due() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_queue_stores_extreme_schedules_or_refuses_them_without_panicking() {
     use airlock::queue::SqliteQueue;
+    use std::time::SystemTime;
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
