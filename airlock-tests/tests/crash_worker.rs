@@ -617,6 +617,85 @@ async fn stall_workers_mid_task(db: &Db) {
     }
 }
 
+/// A job whose every run is cut off by a SIGKILL (a task that crashes its
+/// worker: an out-of-memory kill, an abort) runs at most `max_attempts`
+/// times: its last attempt's start is recorded in the job's record, and the
+/// run the queue hands out after it is aborted unrun. Without the record the
+/// queue would hand it out forever (recovery counts attempts, never checks
+/// them).
+async fn a_job_that_kills_every_worker_stops_at_its_max_attempts(db: &Db) {
+    const MAX_ATTEMPTS: u32 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let key = "crash-loop".to_owned();
+    Scope::new()
+        .shared_executor(Arc::clone(&db.queue))
+        .run_async(async {
+            slow_log::intent(key.clone(), 60_000)
+                .max_attempts(MAX_ATTEMPTS)
+                .enqueue()
+                .map(drop)
+        })
+        .await
+        .expect("the job is queued");
+    let window = Window {
+        heartbeat_secs: 1,
+        missed: 2,
+    };
+    let mut workers = Vec::new();
+    for round in 0..(MAX_ATTEMPTS + 2) {
+        let mut worker = Worker::start(db, dir.path(), &format!("loop-{round}"), window);
+        // Until this worker starts the job (then kill it), or the job ends.
+        let decided = eventually_async(Duration::from_secs(30), || async {
+            worker.started_any() || db.unfinished().await == 0
+        })
+        .await;
+        assert!(decided, "round {round}: the job neither ran nor ended");
+        if worker.started_any() {
+            worker.kill();
+        } else {
+            worker.stop();
+        }
+        workers.push(worker);
+        if db.unfinished().await == 0 {
+            break;
+        }
+    }
+    let starts: usize = workers
+        .iter()
+        .map(|worker| worker.runs().0.values().map(Vec::len).sum::<usize>())
+        .sum();
+    let statuses = db.statuses().await;
+    report(&format!(
+        "{}: a job killing its worker on every run, max_attempts {MAX_ATTEMPTS}: {starts} runs, \
+         then {statuses:?}",
+        db.backend
+    ));
+    assert_eq!(starts, MAX_ATTEMPTS as usize, "one run per allowed attempt");
+    assert_eq!(
+        statuses.get("Killed"),
+        Some(&1),
+        "aborted, not handed out again"
+    );
+}
+
+#[cfg(feature = "apalis-sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_job_that_kills_every_worker_stops_at_its_max_attempts() {
+    let _turn = ONE_TEST_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    a_job_that_kills_every_worker_stops_at_its_max_attempts(&Db::sqlite(dir.path()).await).await;
+}
+
+#[cfg(feature = "apalis-postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_job_that_kills_every_worker_stops_at_its_max_attempts() {
+    let Some(server) = airlock_tests::servers::postgres::postgres() else {
+        return;
+    };
+    let _turn = ONE_TEST_AT_A_TIME.lock().await;
+    a_job_that_kills_every_worker_stops_at_its_max_attempts(&Db::postgres(server).await).await;
+}
+
 #[cfg(feature = "apalis-sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_workers_killed_mid_task_lose_no_job() {

@@ -778,3 +778,77 @@ fn a_sync_scope_cannot_push_and_hands_every_intent_back() {
     );
     assert_eq!(runtime.block_on(dbsize(&queue)), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_last_attempt_is_recorded_and_a_cut_off_one_is_not_run_again() {
+    // apalis-redis hands a job out again after its worker died without
+    // counting an attempt, so only the start record can end a job whose
+    // every run crashes its worker.
+    let Some(server) = airlock_tests::servers::redis::redis() else {
+        return;
+    };
+    let (queue, _) = queue(server).await;
+    let (fresh, cut_off) = (tag("redis-last-fresh"), tag("redis-last-cut"));
+    Scope::new()
+        .executor(queue.clone())
+        .run_async(async {
+            record::intent(fresh.clone(), 1).max_attempts(1).enqueue()?;
+            record::intent(cut_off.clone(), 2)
+                .max_attempts(1)
+                .enqueue()?;
+            Ok::<_, Error>(())
+        })
+        .await
+        .unwrap();
+    // The second one's last attempt started before, on a worker that died.
+    let mut ids = Vec::new();
+    for id in job_ids(&queue).await {
+        let job: String = redis::cmd("HGET")
+            .arg(DATA)
+            .arg(&id)
+            .query_async(&mut conn(&queue))
+            .await
+            .expect("HGET");
+        ids.push((id, job.contains(&cut_off)));
+    }
+    let (cut_id, _) = ids.iter().find(|(_, cut)| *cut).expect("the cut-off job");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("airlock:meta:{cut_id}"))
+        .arg(airlock::worker::LAST_ATTEMPT_STARTED)
+        .arg("true")
+        .query_async(&mut conn(&queue))
+        .await
+        .expect("HSET");
+
+    let q = queue.clone();
+    let cut = cut_id.clone();
+    work_until(&queue, "redis-last-attempt", move || {
+        let q = q.clone();
+        let cut = cut.clone();
+        async move {
+            meta(&q, &cut)
+                .await
+                .get("status")
+                .is_some_and(|s| s == "Killed")
+        }
+    })
+    .await;
+    assert_eq!(runs(&fresh), ["record(1)"], "a first last attempt runs");
+    assert!(
+        runs(&cut_off).is_empty(),
+        "a cut-off last attempt is not run again"
+    );
+    let cut_meta = meta(&queue, cut_id).await;
+    assert_eq!(
+        cut_meta.get("status").map(String::as_str),
+        Some("Killed"),
+        "{cut_meta:?}"
+    );
+    let (fresh_id, _) = ids.iter().find(|(_, cut)| !*cut).expect("the fresh job");
+    assert!(
+        meta(&queue, fresh_id)
+            .await
+            .contains_key(airlock::worker::LAST_ATTEMPT_STARTED),
+        "the fresh job's last attempt was recorded as it started"
+    );
+}

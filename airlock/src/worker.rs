@@ -17,11 +17,13 @@
 //!   queue's own record of the job (the row, or apalis-redis's metadata), the
 //!   one source of truth: a failure on attempt `max_attempts` or later aborts
 //!   the job instead of leaving it to the backend's retry policy
-//!   (apalis-redis alone would retry up to 25 times). A job handed out again
-//!   after runs that never reported back (its worker died, stalled, or shut
-//!   down with the job fetched but not started) may arrive past its budget:
-//!   it runs once more, since whether those runs started is unknown, and a
-//!   failure then ends it.
+//!   (apalis-redis alone would retry up to 25 times). As a job's last
+//!   allowed attempt starts, airlock's monitors record it in the job's queue
+//!   record ([`LAST_ATTEMPT_STARTED`]); a job handed out again after that run
+//!   was cut off (its worker died or stalled: a task that crashes its
+//!   process, say) is aborted unrun, so it runs at most `max_attempts` times.
+//!   A job handed out past its budget without that record (returned unstarted
+//!   by a shutdown) runs once more, and a failure then ends it.
 //! * Sync tasks run on tokio's blocking pool, never on the worker's async
 //!   threads: a task that blocks for minutes neither delays the worker's
 //!   other jobs nor its heartbeat.
@@ -79,6 +81,47 @@ const ERROR_TEXT_BYTES: usize = 1024;
 pub struct JobRun {
     attempt: Attempt,
     max_attempts: Option<usize>,
+    task_id: Option<String>,
+    /// The job's record says a run on its last allowed attempt started.
+    last_attempt_started: bool,
+    start_log: Option<StartLog>,
+}
+
+/// The metadata key a worker sets on a job's queue record as the job's last
+/// allowed attempt starts.
+pub const LAST_ATTEMPT_STARTED: &str = "airlock.last_attempt_started";
+
+/// Records in a job's queue record that its last allowed attempt started, so
+/// that a run the queue hands out again after that one was cut off (its
+/// worker died or stalled) is aborted instead of run past `max_attempts`.
+///
+/// apalis counts an attempt whenever it hands a job out again, whether the
+/// cut-off run had started or was still waiting in the worker's buffer, so
+/// the count alone cannot tell a crash-looping job (abort it) from one a
+/// shutdown returned unstarted (run it). The marker can: it is written only
+/// for the last allowed attempt, one write for the rare job that gets there.
+/// airlock's monitors install it on every backend; a worker built by hand
+/// without it runs such a job once more, and a failure then ends it.
+#[derive(Clone)]
+pub(crate) struct StartLog(std::sync::Arc<MarkFn>);
+
+type MarkFn = dyn Fn(String) -> crate::task::BoxFuture<'static, Result<(), BoxError>> + Send + Sync;
+
+impl StartLog {
+    pub(crate) fn new(
+        mark: impl Fn(String) -> crate::task::BoxFuture<'static, Result<(), BoxError>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        StartLog(std::sync::Arc::new(mark))
+    }
+}
+
+impl fmt::Debug for StartLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StartLog")
+    }
 }
 
 impl JobRun {
@@ -98,9 +141,13 @@ impl<Args: Sync> FromRequest<Task<Args>> for JobRun {
     type Error = Infallible;
 
     async fn from_request(task: &Task<Args>) -> Result<Self, Infallible> {
+        let ctx = task.ctx();
         Ok(JobRun {
-            attempt: task.ctx().raw_attempt().clone(),
-            max_attempts: task.ctx().max_attempts(),
+            attempt: ctx.raw_attempt().clone(),
+            max_attempts: ctx.max_attempts(),
+            task_id: ctx.task_id().map(ToString::to_string),
+            last_attempt_started: ctx.metadata().contains_key(LAST_ATTEMPT_STARTED),
+            start_log: ctx.data().get::<StartLog>().cloned(),
         })
     }
 }
@@ -118,7 +165,19 @@ impl<Args: Sync> FromRequest<Task<Args>> for JobRun {
 /// panic message) otherwise. Every error's text is clipped to about 1 KiB.
 pub async fn handle(job: serde_json::Value, run: JobRun) -> Result<(), BoxDynError> {
     // Read after the job started: apalis counts the attempt as it starts.
-    handle_run(job, run.attempt(), run.max_attempts).await
+    let attempt = run.attempt();
+    let mark = match (run.start_log, run.task_id) {
+        (Some(log), Some(id)) => Some(move || (log.0)(id)),
+        _ => None,
+    };
+    handle_run(
+        job,
+        attempt,
+        run.max_attempts,
+        run.last_attempt_started,
+        mark,
+    )
+    .await
 }
 
 /// [`handle`] for one job's bytes, as a worker reading with [`JobCodec`]
@@ -133,14 +192,30 @@ pub async fn handle_bytes(
     attempt: usize,
     max_attempts: Option<usize>,
 ) -> Result<(), BoxDynError> {
-    handle_run(parse(bytes), attempt, max_attempts).await
+    handle_run(
+        parse(bytes),
+        attempt,
+        max_attempts,
+        false,
+        None::<NoStartLog>,
+    )
+    .await
 }
 
-async fn handle_run(
+/// What [`handle_bytes`] records a last attempt's start with: nothing.
+type NoStartLog = fn() -> std::future::Ready<Result<(), BoxError>>;
+
+async fn handle_run<M, F>(
     job: serde_json::Value,
     attempt: usize,
     max_attempts: Option<usize>,
-) -> Result<(), BoxDynError> {
+    last_attempt_started: bool,
+    mark_last_attempt: Option<M>,
+) -> Result<(), BoxDynError>
+where
+    M: FnOnce() -> F,
+    F: std::future::Future<Output = Result<(), BoxError>>,
+{
     let intent = decode(job)?;
     let task = intent.name();
     // The queue's record is the one source of truth; the envelope's copy
@@ -149,21 +224,46 @@ async fn handle_run(
         .or(intent.options().max_attempts.map(|max| max as usize))
         .unwrap_or(DEFAULT_MAX_ATTEMPTS as usize)
         .max(1);
+    if last_attempt_started && attempt >= max_attempts {
+        // Handed out again after its last allowed run started and never
+        // reported back (the worker died or stalled): apalis-sql counts an
+        // attempt for that, apalis-redis does not, hence `>=`.
+        tracing::error!(
+            target: "airlock::worker",
+            task, attempt, max_attempts,
+            "job aborted unrun: its last allowed attempt started and was cut off"
+        );
+        return Err(abort(format!(
+            "task `{task}`: its last allowed attempt (max_attempts {max_attempts}) already \
+             started and was cut off (its worker died or stalled); it is not run again"
+        )));
+    }
     if attempt > max_attempts {
-        // Handed out again after runs that never reported back (a worker
-        // that died, stalled, or shut down with the job fetched but not yet
-        // started: apalis counts an attempt for each). Whether those runs
-        // started is unknown here, so the job runs once more, and a failure
-        // ends it below.
+        // Handed out again after runs that were returned without starting
+        // (a shutdown with the job fetched but not begun: apalis counts an
+        // attempt for those too). It runs once more; a failure ends it below.
         tracing::warn!(
             target: "airlock::worker",
             task, attempt, max_attempts,
-            "job runs past its max_attempts: earlier runs were cut off without reporting back"
+            "job runs past its max_attempts: earlier runs were returned without starting"
         );
     }
     if let Err(error) = task_depth(&intent, cascade_limit()) {
         tracing::error!(target: "airlock::worker", task, error = %clip(&error), "job aborted: it can never succeed");
         return Err(abort(error));
+    }
+    if attempt >= max_attempts {
+        if let Some(mark) = mark_last_attempt {
+            // Before the run: a run cut off after this point is known to
+            // have started. Failing to write it only loses that knowledge.
+            if let Err(error) = mark().await {
+                tracing::warn!(
+                    target: "airlock::worker",
+                    task, error = %clip(&error),
+                    "could not record that the job's last attempt started; running it anyway"
+                );
+            }
+        }
     }
     let Err(error) = run_task(intent).await else {
         return Ok(());

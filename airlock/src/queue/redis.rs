@@ -16,7 +16,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{to_task, DEFAULT_QUEUE};
 use crate::task::BoxFuture;
-use crate::worker::WorkerOptions;
+use crate::worker::{StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
 
 /// Pushes each flush to apalis-redis queues in FIFO order: one atomic script
 /// call per queue (per run of consecutive intents for one queue).
@@ -154,8 +154,30 @@ impl RedisQueue {
                 .with_codec(crate::worker::JobCodec);
             WorkerBuilder::new(options.restarted_name(index, restarts))
                 .backend(storage)
+                .data(queue.start_log(&options.queue))
                 .concurrency(options.concurrency)
                 .build(crate::worker::handle)
+        })
+    }
+
+    /// Marks a job's last allowed attempt as started (see
+    /// [`StartLog`](crate::worker::StartLog)): a field of the job's metadata
+    /// hash, which apalis-redis hands back on every fetch.
+    fn start_log(&self, queue: &str) -> StartLog {
+        let conn = self.conn.clone();
+        let prefix = config(queue).job_meta_hash();
+        StartLog::new(move |id| {
+            let mut conn = conn.clone();
+            let key = format!("{prefix}:{id}");
+            Box::pin(async move {
+                redis::cmd("HSET")
+                    .arg(key)
+                    .arg(LAST_ATTEMPT_STARTED)
+                    .arg("true")
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(())
+            })
         })
     }
 

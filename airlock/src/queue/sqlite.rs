@@ -9,7 +9,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
-use crate::worker::WorkerOptions;
+use crate::worker::{StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 
 /// Pushes each flush to an apalis SQLite queue in one SQLite transaction, in
@@ -131,8 +131,30 @@ impl SqliteQueue {
                 .poll_with_strategy(options.poll_strategy());
             WorkerBuilder::new(options.restarted_name(index, restarts))
                 .backend(storage)
+                .data(queue.start_log())
                 .concurrency(options.concurrency)
                 .build(crate::worker::handle)
+        })
+    }
+
+    /// Marks a job's last allowed attempt as started (see
+    /// [`StartLog`](crate::worker::StartLog)): a key in the row's JSON
+    /// metadata, which apalis hands back on every fetch.
+    fn start_log(&self) -> StartLog {
+        let pool = self.pool.clone();
+        StartLog::new(move |id| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE Jobs SET metadata = json_set(COALESCE(metadata, '{}'), ?2, 'true') \
+                     WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(format!("$.\"{LAST_ATTEMPT_STARTED}\""))
+                .execute(&pool)
+                .await?;
+                Ok(())
+            })
         })
     }
 
