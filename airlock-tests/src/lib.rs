@@ -159,6 +159,7 @@ pub mod faults;
 pub mod flush_plan;
 pub mod process;
 pub mod servers;
+pub mod trials;
 
 /// The file cross-process tests read to see which tasks ran, one line per run
 /// (`key pid`): set `AIRLOCK_TEST_LOG` in the worker process's environment.

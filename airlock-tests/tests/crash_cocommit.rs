@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use airlock_tests::crash::{hang_line, order_intents, order_of, Point, SIDE_QUEUE};
 use airlock_tests::process::{eventually_async, Node, START_TIMEOUT};
+use airlock_tests::trials::{seed, trials, Rng};
 use airlock_tests::EXECUTION_LOG_VAR;
 
 const NODE: &str = env!("CARGO_BIN_EXE_airlock-test-node");
@@ -62,45 +63,6 @@ const DRAIN_EVERY: usize = 200;
 /// The backends take turns: each measures its own wall time, and the
 /// machine's cores are not shared between two storms of processes.
 static ONE_BACKEND_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Co-commit trials per backend.
-fn trials() -> usize {
-    std::env::var("AIRLOCK_CRASH_TRIALS")
-        .ok()
-        .map(|n| n.parse().expect("AIRLOCK_CRASH_TRIALS is a number"))
-        .unwrap_or(200)
-}
-
-/// The seed of the trial plans: `AIRLOCK_CRASH_SEED`, else the clock.
-fn seed() -> u64 {
-    std::env::var("AIRLOCK_CRASH_SEED").map_or_else(
-        |_| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("a clock after 1970")
-                .as_nanos() as u64
-        },
-        |s| s.parse().expect("AIRLOCK_CRASH_SEED is a number"),
-    )
-}
-
-/// SplitMix64: enough randomness for trial plans, and replayable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -520,9 +482,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = (Db, String)>,
 {
-    let trials = trials();
+    let trials = trials(200);
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut table = Outcome::header();
     let mut problems = Vec::new();
     for (mode, trials) in [

@@ -55,6 +55,7 @@ use airlock::queue::DEFAULT_QUEUE;
 use airlock::Scope;
 use airlock_tests::faults::{is_stopped, signal};
 use airlock_tests::process::{eventually, eventually_async, Node};
+use airlock_tests::trials::{seed, trials, Rng};
 use airlock_tests::{slow_log, EXECUTION_LOG_VAR};
 
 const NODE: &str = env!("CARGO_BIN_EXE_airlock-test-node");
@@ -105,50 +106,6 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 /// One test at a time: each measures its own wall time, and the stall test's
 /// timing must not compete with another test's storm of processes.
 static ONE_TEST_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Trials per phase and backend.
-fn trials() -> usize {
-    std::env::var("AIRLOCK_CRASH_TRIALS")
-        .ok()
-        .map(|n| n.parse().expect("AIRLOCK_CRASH_TRIALS is a number"))
-        .unwrap_or(DEFAULT_TRIALS)
-}
-
-/// The seed of the random delays: `AIRLOCK_CRASH_SEED`, else the clock.
-fn seed() -> u64 {
-    std::env::var("AIRLOCK_CRASH_SEED").map_or_else(
-        |_| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("a clock after 1970")
-                .as_nanos() as u64
-        },
-        |s| s.parse().expect("AIRLOCK_CRASH_SEED is a number"),
-    )
-}
-
-/// SplitMix64: enough randomness for delays, and replayable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `low..=high`.
-    fn between(&mut self, (low, high): (u64, u64)) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-
-    /// A duration in `0..limit`, to the microsecond.
-    fn below(&mut self, limit: Duration) -> Duration {
-        Duration::from_micros(self.next() % limit.as_micros() as u64)
-    }
-}
 
 /// A worker's orphan window: `heartbeat_secs × missed`.
 #[derive(Debug, Clone, Copy)]
@@ -406,9 +363,9 @@ fn percent(count: usize, total: usize) -> f64 {
 /// The SIGKILL trials on a fresh `db` (see the module docs).
 async fn kill_workers_mid_task(db: &Db) {
     let started = Instant::now();
-    let trials = trials();
+    let trials = trials(DEFAULT_TRIALS);
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut workers: Vec<Worker> = Vec::new();
     let mut keys: Vec<String> = Vec::new();
@@ -428,7 +385,7 @@ async fn kill_workers_mid_task(db: &Db) {
                 worker.pid
             ));
         }
-        std::thread::sleep(rng.below(MAX_KILL_DELAY));
+        std::thread::sleep(rng.duration_below(MAX_KILL_DELAY));
         worker.kill();
         let cut = worker.under_way();
         if cut > 0 {
@@ -517,9 +474,9 @@ async fn kill_workers_mid_task(db: &Db) {
 /// The SIGSTOP trials on a fresh `db` (see the module docs).
 async fn stall_workers_mid_task(db: &Db) {
     let started = Instant::now();
-    let trials = trials();
+    let trials = trials(DEFAULT_TRIALS);
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut workers = [
         Worker::start(db, dir.path(), "stalled-a", STALL_WINDOW),
@@ -545,7 +502,7 @@ async fn stall_workers_mid_task(db: &Db) {
             [] => &workers[rng.between((0, 1)) as usize],
             busy => busy[rng.between((0, busy.len() as u64 - 1)) as usize],
         };
-        std::thread::sleep(rng.below(MAX_STOP_DELAY));
+        std::thread::sleep(rng.duration_below(MAX_STOP_DELAY));
         let pause = Duration::from_millis(rng.between(PAUSE_MILLIS));
         assert!(signal(victim.pid, "STOP"), "SIGSTOP delivered");
         let frozen_at = Instant::now();
