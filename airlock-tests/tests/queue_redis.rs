@@ -780,10 +780,10 @@ fn a_sync_scope_cannot_push_and_hands_every_intent_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_jobs_last_attempt_is_recorded_and_a_cut_off_one_is_not_run_again() {
+async fn a_jobs_starts_are_counted_and_one_whose_runs_were_all_cut_off_is_not_run_again() {
     // apalis-redis hands a job out again after its worker died without
-    // counting an attempt, so only the start record can end a job whose
-    // every run crashes its worker.
+    // counting an attempt, so only airlock's count of starts can end a job
+    // whose every run crashes its worker.
     let Some(server) = airlock_tests::servers::redis::redis() else {
         return;
     };
@@ -800,7 +800,7 @@ async fn a_jobs_last_attempt_is_recorded_and_a_cut_off_one_is_not_run_again() {
         })
         .await
         .unwrap();
-    // The second one's last attempt started before, on a worker that died.
+    // The second one started before, on a worker that died.
     let mut ids = Vec::new();
     for id in job_ids(&queue).await {
         let job: String = redis::cmd("HGET")
@@ -814,8 +814,8 @@ async fn a_jobs_last_attempt_is_recorded_and_a_cut_off_one_is_not_run_again() {
     let (cut_id, _) = ids.iter().find(|(_, cut)| *cut).expect("the cut-off job");
     let _: () = redis::cmd("HSET")
         .arg(format!("airlock:meta:{cut_id}"))
-        .arg(airlock::worker::LAST_ATTEMPT_STARTED)
-        .arg("true")
+        .arg(airlock::worker::STARTS)
+        .arg(1)
         .query_async(&mut conn(&queue))
         .await
         .expect("HSET");
@@ -845,10 +845,12 @@ async fn a_jobs_last_attempt_is_recorded_and_a_cut_off_one_is_not_run_again() {
         "{cut_meta:?}"
     );
     let (fresh_id, _) = ids.iter().find(|(_, cut)| !*cut).expect("the fresh job");
-    assert!(
+    assert_eq!(
         meta(&queue, fresh_id)
             .await
-            .contains_key(airlock::worker::LAST_ATTEMPT_STARTED),
-        "the fresh job's last attempt was recorded as it started"
+            .get(airlock::worker::STARTS)
+            .map(String::as_str),
+        Some("1"),
+        "the fresh job's start was counted"
     );
 }

@@ -17,12 +17,14 @@
 //!   queue's own record of the job (the row, or apalis-redis's metadata), the
 //!   one source of truth: a failure on attempt `max_attempts` or later aborts
 //!   the job instead of leaving it to the backend's retry policy
-//!   (apalis-redis alone would retry up to 25 times). As a job's last
-//!   allowed attempt starts, airlock's monitors record it in the job's queue
-//!   record ([`LAST_ATTEMPT_STARTED`]); a job handed out again after that run
-//!   was cut off (its worker died or stalled: a task that crashes its
-//!   process, say) is aborted unrun, so it runs at most `max_attempts` times.
-//!   A job handed out past its budget without that record (returned unstarted
+//!   (apalis-redis alone would retry up to 25 times). Runs that were cut off
+//!   (the worker died or stalled: a task that crashes its process, say)
+//!   count too: airlock's monitors record starts in the job's own queue
+//!   record (the last allowed attempt's, [`LAST_ATTEMPT_STARTED`], on the SQL
+//!   backends, which count a re-run's attempt; every start, [`STARTS`], on
+//!   Redis, which does not), and a job handed out again past its budget
+//!   after such runs is aborted unrun: it runs at most `max_attempts` times.
+//!   A job handed out past its budget by runs that never started (returned
 //!   by a shutdown) runs once more, and a failure then ends it.
 //! * Sync tasks run on tokio's blocking pool, never on the worker's async
 //!   threads: a task that blocks for minutes neither delays the worker's
@@ -88,28 +90,37 @@ pub struct JobRun {
 }
 
 /// The metadata key a worker sets on a job's queue record as the job's last
-/// allowed attempt starts.
+/// allowed attempt starts (the SQL backends).
 pub const LAST_ATTEMPT_STARTED: &str = "airlock.last_attempt_started";
 
-/// Records in a job's queue record that its last allowed attempt started, so
-/// that a run the queue hands out again after that one was cut off (its
-/// worker died or stalled) is aborted instead of run past `max_attempts`.
+/// The metadata field a worker counts a job's starts in (Redis).
+pub const STARTS: &str = "airlock.starts";
+
+/// Records that a job starts, in the job's own queue record, so that a run
+/// the queue hands out again after a run that was cut off (its worker died
+/// or stalled) past `max_attempts` is aborted instead of run.
 ///
-/// apalis counts an attempt whenever it hands a job out again, whether the
-/// cut-off run had started or was still waiting in the worker's buffer, so
-/// the count alone cannot tell a crash-looping job (abort it) from one a
-/// shutdown returned unstarted (run it). The marker can: it is written only
-/// for the last allowed attempt, one write for the rare job that gets there.
-/// airlock's monitors install it on every backend; a worker built by hand
-/// without it runs such a job once more, and a failure then ends it.
+/// apalis hands such a job out again whether the cut-off run had started or
+/// was still waiting in the worker's buffer, and the SQL backends count an
+/// attempt for either while Redis counts none, so the attempt alone cannot
+/// tell a crash-looping job (abort it) from one a shutdown returned
+/// unstarted (run it). The SQL backends mark the last allowed attempt as it
+/// starts (one write, for the rare job that gets there); Redis, which counts
+/// no re-run, counts every start. airlock's monitors install it on every
+/// backend; a worker built by hand without it runs such a job once more, and
+/// a failure then ends it.
 #[derive(Clone)]
 pub(crate) struct StartLog(std::sync::Arc<MarkFn>);
 
-type MarkFn = dyn Fn(String) -> crate::task::BoxFuture<'static, Result<(), BoxError>> + Send + Sync;
+/// `(job id, whether this is its last allowed attempt)` to the number of
+/// starts recorded so far, this one included, where the backend counts them.
+type MarkFn = dyn Fn(String, bool) -> crate::task::BoxFuture<'static, Result<Option<usize>, BoxError>>
+    + Send
+    + Sync;
 
 impl StartLog {
     pub(crate) fn new(
-        mark: impl Fn(String) -> crate::task::BoxFuture<'static, Result<(), BoxError>>
+        mark: impl Fn(String, bool) -> crate::task::BoxFuture<'static, Result<Option<usize>, BoxError>>
             + Send
             + Sync
             + 'static,
@@ -167,7 +178,7 @@ pub async fn handle(job: serde_json::Value, run: JobRun) -> Result<(), BoxDynErr
     // Read after the job started: apalis counts the attempt as it starts.
     let attempt = run.attempt();
     let mark = match (run.start_log, run.task_id) {
-        (Some(log), Some(id)) => Some(move || (log.0)(id)),
+        (Some(log), Some(id)) => Some(move |last| (log.0)(id, last)),
         _ => None,
     };
     handle_run(
@@ -202,19 +213,19 @@ pub async fn handle_bytes(
     .await
 }
 
-/// What [`handle_bytes`] records a last attempt's start with: nothing.
-type NoStartLog = fn() -> std::future::Ready<Result<(), BoxError>>;
+/// What [`handle_bytes`] records a start with: nothing.
+type NoStartLog = fn(bool) -> std::future::Ready<Result<Option<usize>, BoxError>>;
 
 async fn handle_run<M, F>(
     job: serde_json::Value,
     attempt: usize,
     max_attempts: Option<usize>,
     last_attempt_started: bool,
-    mark_last_attempt: Option<M>,
+    record_start: Option<M>,
 ) -> Result<(), BoxDynError>
 where
-    M: FnOnce() -> F,
-    F: std::future::Future<Output = Result<(), BoxError>>,
+    M: FnOnce(bool) -> F,
+    F: std::future::Future<Output = Result<Option<usize>, BoxError>>,
 {
     let intent = decode(job)?;
     let task = intent.name();
@@ -252,19 +263,37 @@ where
         tracing::error!(target: "airlock::worker", task, error = %clip(&error), "job aborted: it can never succeed");
         return Err(abort(error));
     }
-    if attempt >= max_attempts {
-        if let Some(mark) = mark_last_attempt {
-            // Before the run: a run cut off after this point is known to
-            // have started. Failing to write it only loses that knowledge.
-            if let Err(error) = mark().await {
+    // Before the run: a run cut off after this point is known to have
+    // started. Failing to record it only loses that knowledge.
+    let starts = match record_start {
+        Some(record) => record(attempt >= max_attempts)
+            .await
+            .unwrap_or_else(|error| {
                 tracing::warn!(
                     target: "airlock::worker",
                     task, error = %clip(&error),
-                    "could not record that the job's last attempt started; running it anyway"
+                    "could not record that the job starts; running it anyway"
                 );
-            }
-        }
+                None
+            }),
+        None => None,
+    };
+    if let Some(starts) = starts.filter(|starts| *starts > max_attempts) {
+        // Counted starts (Redis, whose re-runs after a dead worker count no
+        // attempt): runs before this one were cut off past the budget.
+        tracing::error!(
+            target: "airlock::worker",
+            task, starts, max_attempts,
+            "job aborted unrun: its allowed attempts all started and were cut off"
+        );
+        return Err(abort(format!(
+            "task `{task}` is starting for the {starts}th time, past its max_attempts \
+             {max_attempts}: earlier runs were cut off (their worker died or stalled); it is \
+             not run again"
+        )));
     }
+    // What counts as this run's attempt: the queue's count, or the starts.
+    let attempt = attempt.max(starts.unwrap_or(0));
     let Err(error) = run_task(intent).await else {
         return Ok(());
     };

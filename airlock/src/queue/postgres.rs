@@ -132,9 +132,12 @@ impl PostgresQueue {
     /// metadata, which apalis hands back on every fetch.
     fn start_log(&self) -> StartLog {
         let pool = self.pool.clone();
-        StartLog::new(move |id| {
+        StartLog::new(move |id, last_attempt| {
             let pool = pool.clone();
             Box::pin(async move {
+                if !last_attempt {
+                    return Ok(None);
+                }
                 sqlx::query(
                     "UPDATE apalis.jobs SET metadata = COALESCE(metadata, ''::hstore) \
                      || hstore($2, 'true') WHERE id = $1",
@@ -143,7 +146,7 @@ impl PostgresQueue {
                 .bind(LAST_ATTEMPT_STARTED)
                 .execute(&pool)
                 .await?;
-                Ok(())
+                Ok(None)
             })
         })
     }

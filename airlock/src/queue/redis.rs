@@ -16,7 +16,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{to_task, DEFAULT_QUEUE};
 use crate::task::BoxFuture;
-use crate::worker::{StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
+use crate::worker::{StartLog, WorkerOptions, STARTS};
 
 /// Pushes each flush to apalis-redis queues in FIFO order: one atomic script
 /// call per queue (per run of consecutive intents for one queue).
@@ -160,23 +160,25 @@ impl RedisQueue {
         })
     }
 
-    /// Marks a job's last allowed attempt as started (see
-    /// [`StartLog`](crate::worker::StartLog)): a field of the job's metadata
-    /// hash, which apalis-redis hands back on every fetch.
+    /// Counts a job's starts (see [`StartLog`](crate::worker::StartLog)) in
+    /// a field of its metadata hash, which apalis-redis hands back on every
+    /// fetch: apalis-redis counts no attempt when it hands a job out again
+    /// after its worker died, so only this count ends a job whose every run
+    /// crashes its worker. One round trip per job.
     fn start_log(&self, queue: &str) -> StartLog {
         let conn = self.conn.clone();
         let prefix = config(queue).job_meta_hash();
-        StartLog::new(move |id| {
+        StartLog::new(move |id, _last_attempt| {
             let mut conn = conn.clone();
             let key = format!("{prefix}:{id}");
             Box::pin(async move {
-                redis::cmd("HSET")
+                let starts: u64 = redis::cmd("HINCRBY")
                     .arg(key)
-                    .arg(LAST_ATTEMPT_STARTED)
-                    .arg("true")
-                    .query_async::<()>(&mut conn)
+                    .arg(STARTS)
+                    .arg(1)
+                    .query_async(&mut conn)
                     .await?;
-                Ok(())
+                Ok(Some(usize::try_from(starts).unwrap_or(usize::MAX)))
             })
         })
     }

@@ -142,9 +142,12 @@ impl SqliteQueue {
     /// metadata, which apalis hands back on every fetch.
     fn start_log(&self) -> StartLog {
         let pool = self.pool.clone();
-        StartLog::new(move |id| {
+        StartLog::new(move |id, last_attempt| {
             let pool = pool.clone();
             Box::pin(async move {
+                if !last_attempt {
+                    return Ok(None);
+                }
                 sqlx::query(
                     "UPDATE Jobs SET metadata = json_set(COALESCE(metadata, '{}'), ?2, 'true') \
                      WHERE id = ?1",
@@ -153,7 +156,7 @@ impl SqliteQueue {
                 .bind(format!("$.\"{LAST_ATTEMPT_STARTED}\""))
                 .execute(&pool)
                 .await?;
-                Ok(())
+                Ok(None)
             })
         })
     }
