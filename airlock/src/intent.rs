@@ -285,6 +285,17 @@ impl Intent {
         }
     }
 
+    /// Whether the intent has a `delay` or `run_at` at all: the cheap test
+    /// before [`due_at`](Self::due_at), which executors run per intent
+    /// (`in_process_table`'s in-process N = 1,000 row took 38 → 58 ns per
+    /// intent with `due_at` alone).
+    #[inline]
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.options
+            .as_ref()
+            .is_some_and(|options| options.delay.is_some() || options.run_at.is_some())
+    }
+
     pub(crate) fn set_options(&mut self, options: DispatchOptions) {
         self.options = (options != DispatchOptions::default()).then(|| Box::new(options));
     }

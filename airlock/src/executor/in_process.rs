@@ -40,6 +40,9 @@ pub struct InProcess;
 /// later than now: running it at once would break its `delay`/`run_at`, and
 /// dropping the schedule silently is what this refusal prevents.
 fn refuse_scheduled(intents: Vec<Intent>) -> Result<Vec<Intent>, DispatchError> {
+    if !intents.iter().any(Intent::is_scheduled) {
+        return Ok(intents);
+    }
     let now = std::time::SystemTime::now();
     let Some(scheduled) = intents
         .iter()

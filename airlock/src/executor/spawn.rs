@@ -134,8 +134,13 @@ impl TokioExecutor {
         // Every schedule is checked before anything is spawned, so a refused
         // one hands the whole flush back.
         let now = SystemTime::now();
-        let due: Result<Vec<Option<SystemTime>>, _> =
-            intents.iter().map(|intent| intent.due_at(now)).collect();
+        let due: Result<Vec<Option<SystemTime>>, _> = intents
+            .iter()
+            .map(|intent| match intent.is_scheduled() {
+                true => intent.due_at(now),
+                false => Ok(None),
+            })
+            .collect();
         let due = match due {
             Ok(due) => due,
             Err(error) => return Err(DispatchError::stopped_at(0, error, intents)),

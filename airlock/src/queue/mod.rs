@@ -145,7 +145,11 @@ pub(crate) fn to_task(intent: &Intent) -> Result<Task<Vec<u8>>, Error> {
     let payload = Envelope::encode_intent(intent, id.array_to_str(&mut id_text))?;
     // Checked here too: `build()` skips the enqueue-time check, and apalis's
     // own schedule arithmetic panics past the clock's range or before 1970.
-    let due = intent.due_at(std::time::SystemTime::now())?;
+    let due = if intent.is_scheduled() {
+        intent.due_at(std::time::SystemTime::now())?
+    } else {
+        None
+    };
     let options = intent.options();
     let mut builder = TaskBuilder::new(payload)
         .task_id(TaskId::from_ulid(id))
