@@ -335,3 +335,38 @@ async fn the_orphan_window_is_set_by_worker_options() {
     assert_eq!(status, "Done");
     assert_eq!(attempts, 2, "the cut-off run counts as an attempt");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_keeps_failing_is_restarted_with_backoff_not_in_a_tight_loop() {
+    // Every fetch fails (a column the fetch orders by is gone; registering
+    // still works): each failure stops the worker and the monitor restarts
+    // it under a new name, registering a new worker row each time.
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue(&dir).await;
+    sqlx::query("ALTER TABLE Jobs RENAME COLUMN priority TO broken_priority")
+        .execute(queue.pool())
+        .await
+        .unwrap();
+    let watched = Duration::from_secs(3);
+    let _ = queue
+        .monitor(options("failing"))
+        .run_with_signal(async move {
+            tokio::time::sleep(watched).await;
+            Ok(())
+        })
+        .await;
+    let registrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Workers")
+        .fetch_one(queue.pool())
+        .await
+        .unwrap();
+    eprintln!("worker registrations in {watched:?} of failing fetches: {registrations}");
+    assert!(
+        registrations >= 2,
+        "the worker was restarted: {registrations}"
+    );
+    // Backoff from 100 ms, doubling: about six starts in three seconds.
+    assert!(
+        registrations <= 12,
+        "{registrations} restarts in {watched:?}: restarted in a tight loop"
+    );
+}

@@ -527,7 +527,10 @@ impl std::error::Error for AttemptsExhausted {
 /// [`SqliteQueue::monitor`](crate::queue::SqliteQueue::monitor)): workers get
 /// unique names (`{name}-{pid}-{index}`, so a restarted process never collides
 /// with its predecessor's registration) and are restarted after a backend
-/// error (a lost connection, a row apalis cannot read) instead of dying.
+/// error (a lost connection, a row apalis cannot read) instead of dying,
+/// after a backoff that grows with each restart
+/// ([`restart_backoff`](WorkerOptions::restart_backoff)), so a backend that
+/// keeps failing cannot spin a worker in a tight loop.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub(crate) name: String,
@@ -635,6 +638,35 @@ impl WorkerOptions {
         PollEvery(IntervalStrategy::new(self.poll_interval))
     }
 
+    /// Waits out [`restart_backoff`](Self::restart_backoff) before a worker
+    /// restarted `restarts` times starts: each monitor runs it as the
+    /// backend's `before_start` hook, so the wait comes before the worker
+    /// registers and fetches again.
+    pub(crate) async fn wait_before_restart(restarts: usize) {
+        let wait = Self::restart_backoff(restarts);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// How long a worker restarted `restarts` times waits before it polls
+    /// the queue again: nothing the first time, then 100 ms doubling up to
+    /// 30 s. A backend that fails every fetch (a broken table, a due batch
+    /// apalis-redis cannot move) restarted the worker in a tight loop
+    /// before: about 700 restarts a second on SQLite, each registering a new
+    /// worker.
+    pub fn restart_backoff(restarts: usize) -> Duration {
+        const FIRST: Duration = Duration::from_millis(100);
+        const CAP: Duration = Duration::from_secs(30);
+        match restarts {
+            0 => Duration::ZERO,
+            n => {
+                let doublings = u32::try_from(n - 1).unwrap_or(u32::MAX).min(16);
+                FIRST.saturating_mul(1 << doublings).min(CAP)
+            }
+        }
+    }
+
     /// The name of worker `index` in this process.
     pub fn worker_name(&self, index: usize) -> String {
         format!("{}-{}-{index}", self.name, std::process::id())
@@ -657,11 +689,14 @@ impl WorkerOptions {
     /// A monitor that restarts any worker that stops on an error, and logs it.
     pub(crate) fn monitor(&self) -> apalis::prelude::Monitor {
         apalis::prelude::Monitor::new().should_restart(|ctx, error| {
+            let restarts = ctx.restarts() + 1;
             tracing::warn!(
                 target: "airlock::worker",
                 worker = %ctx.name(),
-                %error,
-                "worker stopped on an error; restarting it"
+                restarts,
+                backoff_ms = Self::restart_backoff(restarts).as_millis() as u64,
+                error = %clip(error),
+                "worker stopped on an error; restarting it after the backoff"
             );
             true
         })
@@ -719,6 +754,17 @@ mod tests {
             assert!(Instant::now() < deadline, "the first tick never came");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn restart_backoff_doubles_from_100_ms_to_a_30_s_cap() {
+        let backoff = WorkerOptions::restart_backoff;
+        assert_eq!(backoff(0), Duration::ZERO, "the first start does not wait");
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(5), Duration::from_millis(1_600));
+        assert_eq!(backoff(10), Duration::from_secs(30));
+        assert_eq!(backoff(usize::MAX), Duration::from_secs(30));
     }
 
     #[test]

@@ -151,6 +151,10 @@ impl RedisQueue {
             let storage = RedisStorage::new(queue.conn.clone())
                 .with_config(config)
                 .poll_with_strategy(options.poll_strategy())
+                .before_start(move |_| async move {
+                    WorkerOptions::wait_before_restart(restarts).await;
+                    Ok(())
+                })
                 .with_codec(crate::worker::JobCodec);
             WorkerBuilder::new(options.restarted_name(index, restarts))
                 .backend(storage)

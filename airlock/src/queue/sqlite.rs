@@ -128,7 +128,11 @@ impl SqliteQueue {
             let storage = SqliteStorage::new(&queue.pool)
                 .with_config(config)
                 .with_codec(crate::worker::JobCodec)
-                .poll_with_strategy(options.poll_strategy());
+                .poll_with_strategy(options.poll_strategy())
+                .before_start(move |_| async move {
+                    WorkerOptions::wait_before_restart(restarts).await;
+                    Ok(())
+                });
             WorkerBuilder::new(options.restarted_name(index, restarts))
                 .backend(storage)
                 .data(queue.start_log())
