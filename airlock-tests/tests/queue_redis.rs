@@ -854,3 +854,50 @@ async fn a_jobs_starts_are_counted_and_one_whose_runs_were_all_cut_off_is_not_ru
         "the fresh job's start was counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_drains_a_due_batch_larger_than_apalis_redis_can_move_at_once() {
+    // apalis-redis's fetch moves every due job in one `RPUSH` of all their
+    // ids, which Redis refuses above about 8,000 arguments: every fetch then
+    // failed, and the batch was never drained.
+    let Some(server) = airlock_tests::servers::redis::redis() else {
+        return;
+    };
+    let (queue, _) = queue(server).await;
+    const JOBS: u64 = 10_000;
+    let t = tag("redis-big-batch");
+    Scope::new()
+        .executor(queue.clone())
+        .run_async(async {
+            for value in 0..JOBS {
+                record::enqueue(t.clone(), value)?;
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .expect("one flush queues the batch");
+    let seen = t.clone();
+    let stop = async move {
+        eventually(Duration::from_secs(120), || {
+            let done = runs(&seen).len() as u64 >= JOBS;
+            async move { done }
+        })
+        .await;
+        Ok::<(), std::io::Error>(())
+    };
+    queue
+        .monitor(
+            WorkerOptions::new("redis-big-batch")
+                .concurrency(64)
+                .poll_interval(Duration::from_millis(20)),
+        )
+        .run_with_signal(stop)
+        .await
+        .expect("the workers run and stop cleanly");
+    let mut ran = runs(&t);
+    let total = ran.len();
+    ran.sort();
+    ran.dedup();
+    assert_eq!(total as u64, JOBS, "every job ran");
+    assert_eq!(ran.len() as u64, JOBS, "each once");
+}

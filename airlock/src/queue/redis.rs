@@ -149,11 +149,18 @@ impl RedisQueue {
                 RedisConfig::missed_heartbeats,
             );
             let storage = RedisStorage::new(queue.conn.clone())
-                .with_config(config)
+                .with_config(config.clone())
                 .poll_with_strategy(options.poll_strategy())
-                .before_start(move |_| async move {
-                    WorkerOptions::wait_before_restart(restarts).await;
-                    Ok(())
+                .before_start({
+                    let (conn, config) = (queue.conn.clone(), config.clone());
+                    move |_| {
+                        let (mut conn, config) = (conn.clone(), config.clone());
+                        async move {
+                            WorkerOptions::wait_before_restart(restarts).await;
+                            promote_due_in_chunks(&mut conn, &config).await;
+                            Ok(())
+                        }
+                    }
                 })
                 .with_codec(crate::worker::JobCodec);
             WorkerBuilder::new(options.restarted_name(index, restarts))
@@ -192,6 +199,61 @@ impl RedisQueue {
         let mut conn = self.conn.clone();
         apalis_redis::queries::push_tasks(&mut conn, &config(queue), tasks).await?;
         Ok(())
+    }
+}
+
+/// How many due jobs [`promote_due_in_chunks`] moves per script call: well
+/// under the ~8,000 arguments a Redis command or Lua `unpack` takes.
+const PROMOTE_CHUNK: usize = 1_000;
+
+/// Moves the scheduled jobs that are due into the active list, at most
+/// [`PROMOTE_CHUNK`] per (atomic) script call, until none is left due.
+const PROMOTE_DUE: &str = r#"
+-- KEYS[1] scheduled set, KEYS[2] active list, KEYS[3] signal list
+-- ARGV[1] now (seconds), ARGV[2] chunk size
+local ids = redis.call("zrangebyscore", KEYS[1], 0, ARGV[1], "LIMIT", 0, ARGV[2])
+if #ids > 0 then
+    redis.call("rpush", KEYS[2], unpack(ids))
+    redis.call("zrem", KEYS[1], unpack(ids))
+    redis.call("del", KEYS[3])
+    redis.call("lpush", KEYS[3], 1)
+end
+return #ids
+"#;
+
+/// Promotes every due scheduled job of `config`'s queue, in chunks, before a
+/// worker starts.
+///
+/// apalis-redis's own fetch promotes all due jobs in one `RPUSH` with one
+/// argument per job, which Redis refuses above about 8,000: once a flush of
+/// more jobs than that was due, every fetch failed and the queue never
+/// drained. A worker whose fetch fails is restarted (after its backoff) and
+/// runs this first, so the batch reaches the active list a chunk at a time
+/// and the next fetch finds only what fits. Best effort: an error is logged
+/// and the worker starts anyway.
+async fn promote_due_in_chunks(conn: &mut ConnectionManager, config: &RedisConfig) {
+    let script = redis::Script::new(PROMOTE_DUE);
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_secs())
+            .unwrap_or_default();
+        let moved: Result<usize, _> = script
+            .key(config.scheduled_jobs_set())
+            .key(config.active_jobs_list())
+            .key(config.signal_list())
+            .arg(now)
+            .arg(PROMOTE_CHUNK)
+            .invoke_async(conn)
+            .await;
+        match moved {
+            Ok(moved) if moved < PROMOTE_CHUNK => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(target: "airlock::queue", %error, "promoting due Redis jobs failed");
+                return;
+            }
+        }
     }
 }
 
