@@ -604,6 +604,51 @@ async fn two_worker_processes_run_each_of_300_jobs_exactly_once() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_when_a_job_is_committed_not_at_its_next_poll() {
+    // The worker polls once an hour: only the commit's notification can
+    // start the job within the test's bound.
+    let Some(server) = postgres() else { return };
+    let queue = queue(server).await;
+    let t = tag("pg-notify");
+    let monitor =
+        queue.monitor(WorkerOptions::new("pg-notify").poll_interval(Duration::from_secs(3600)));
+    let run = tokio::spawn(monitor.run_with_signal(async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(())
+    }));
+    // Idle first: registered, and past its first (empty) fetch.
+    let registered = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM apalis.workers")
+            .fetch_one(queue.pool())
+            .await
+            .unwrap_or(0)
+            > 0
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !registered().await && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = tokio::time::Instant::now();
+    Scope::new()
+        .executor(queue.clone())
+        .run_async(async { record::enqueue(t.clone(), 1).map(drop) })
+        .await
+        .unwrap();
+    let deadline = started + Duration::from_secs(20);
+    while runs(&t).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("committed job started after {:?}", started.elapsed());
+    assert_eq!(
+        runs(&t),
+        ["record(1)"],
+        "the notification woke the idle worker"
+    );
+    run.abort();
+}
+
 #[test]
 fn a_sync_scope_cannot_push_and_hands_every_intent_back() {
     let Some(server) = postgres() else { return };

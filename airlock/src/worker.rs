@@ -725,6 +725,57 @@ impl PollStrategy for PollEvery {
     }
 }
 
+/// Polls when a notification arrives or the interval ticks, whichever comes
+/// first: a backend that announces new jobs (PostgreSQL's `LISTEN/NOTIFY`)
+/// wakes the worker at once, and the interval remains the fallback for a
+/// missed or lost notification (and for jobs that become due later, which
+/// announce nothing). If the notifications end (their connection failed),
+/// the interval alone drives the worker.
+#[cfg(feature = "apalis-postgres")]
+pub(crate) struct PollOrNotified<N> {
+    interval: PollEvery,
+    notified: Option<N>,
+}
+
+#[cfg(feature = "apalis-postgres")]
+impl<N> PollOrNotified<N> {
+    pub(crate) fn new(interval: PollEvery, notified: N) -> Self {
+        PollOrNotified {
+            interval,
+            notified: Some(notified),
+        }
+    }
+}
+
+#[cfg(feature = "apalis-postgres")]
+impl<N> fmt::Debug for PollOrNotified<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollOrNotified")
+            .field("listening", &self.notified.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "apalis-postgres")]
+impl<N: PollStrategy> PollStrategy for PollOrNotified<N> {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, snapshot: &PollSnapshot) -> Poll<Option<()>> {
+        // Both are polled every time, so both hold the waker.
+        let notified = match self.notified.as_mut() {
+            Some(notified) => notified.poll_drive(cx, snapshot),
+            None => Poll::Pending,
+        };
+        if let Poll::Ready(None) = notified {
+            tracing::warn!(target: "airlock::worker", "job notifications ended; polling only");
+            self.notified = None;
+        }
+        let ticked = self.interval.poll_drive(cx, snapshot);
+        match (notified, ticked) {
+            (Poll::Ready(Some(())), _) | (_, Poll::Ready(Some(()))) => Poll::Ready(Some(())),
+            _ => Poll::Pending,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};

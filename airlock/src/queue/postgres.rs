@@ -3,15 +3,15 @@
 
 use std::fmt;
 
-use apalis_postgres::{Config as PostgresConfig, PgConnection, PgPool, PostgresStorage};
+use apalis_postgres::{Config as PostgresConfig, PgConnection, PgPool, PostgresStorage, Pubsub};
 
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
-use crate::worker::{StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
-use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
+use crate::worker::{PollOrNotified, StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
+use apalis::prelude::{BackendExt, Monitor, StreamStrategy, WorkerBuilder, WorkerBuilderExt};
 
 /// Pushes each flush to an apalis PostgreSQL queue in one transaction, in FIFO
 /// order.
@@ -91,8 +91,12 @@ impl PostgresQueue {
     /// claimed by one worker (`FOR UPDATE SKIP LOCKED`). A job whose payload is
     /// not even JSON is aborted like any other job that can never succeed
     /// (apalis's own JSON decoding would stop the worker instead, stranding the
-    /// rows it had claimed), and an idle worker really polls every
-    /// `poll_interval` (apalis's interval can lapse until the 30 s heartbeat).
+    /// rows it had claimed). An idle worker wakes as soon as a job is
+    /// committed: each worker listens for apalis's `LISTEN/NOTIFY`
+    /// announcement of new jobs, and polls every `poll_interval` as well, for
+    /// jobs that become due later (they announce nothing) and in case a
+    /// notification is lost (apalis's own interval can lapse until the 30 s
+    /// heartbeat; this one does not).
     ///
     /// ```no_run
     /// # #[allow(dead_code)] // compiled, never run
@@ -118,7 +122,10 @@ impl PostgresQueue {
             let storage = PostgresStorage::new(&queue.pool)
                 .with_config(config)
                 .with_codec(crate::worker::JobCodec)
-                .poll_with_strategy(options.poll_strategy())
+                .poll_with_strategy(PollOrNotified::new(
+                    options.poll_strategy(),
+                    StreamStrategy::new(Pubsub::new(queue.pool.clone(), options.queue.clone())),
+                ))
                 .before_start(move |_| async move {
                     WorkerOptions::wait_before_restart(restarts).await;
                     Ok(())
