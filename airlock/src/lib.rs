@@ -133,6 +133,9 @@
 //! tasks by name), add `use my_tasks as _;` to the binary.
 
 #![doc(html_root_url = "https://docs.rs/airlock/0.1.0")]
+// On docs.rs (nightly, `--cfg docsrs`): label each feature-gated item with
+// the cargo feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 // Lets the macros' `::airlock::…` paths resolve inside this crate's own tests.
