@@ -370,3 +370,56 @@ async fn a_worker_that_keeps_failing_is_restarted_with_backoff_not_in_a_tight_lo
         "{registrations} restarts in {watched:?}: restarted in a tight loop"
     );
 }
+
+#[test]
+fn every_worker_log_line_names_the_job_its_attempt_and_its_task() {
+    // A subscriber for this thread only: the worker runs on this thread's
+    // current-thread runtime, sync tasks on the blocking pool under the
+    // job's span.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let t = tag("job-span");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let queue = queue(&dir).await;
+            let t1 = t.clone();
+            flush(&queue, move || airlock_tests::fail::enqueue(t1).map(drop)).await;
+            let seen = t.clone();
+            run_until(&queue, options("job-span"), move || {
+                let done = !runs(&seen).is_empty();
+                async move { done }
+            })
+            .await;
+        })
+    });
+    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let failed = log
+        .lines()
+        .find(|line| line.contains("task failed"))
+        .unwrap_or_else(|| panic!("no `task failed` line in:\n{log}"));
+    assert!(failed.contains("airlock.job{job_id="), "{failed}");
+    assert!(failed.contains("attempt=1"), "{failed}");
+    assert!(failed.contains("task=\"fail\""), "{failed}");
+}

@@ -177,16 +177,28 @@ impl<Args: Sync> FromRequest<Task<Args>> for JobRun {
 pub async fn handle(job: serde_json::Value, run: JobRun) -> Result<(), BoxDynError> {
     // Read after the job started: apalis counts the attempt as it starts.
     let attempt = run.attempt();
+    // One span per run: every line the worker and the task log carries the
+    // job's id, its attempt and (once decoded) its task.
+    let span = tracing::info_span!(
+        target: "airlock::worker",
+        "airlock.job",
+        job_id = run.task_id.as_deref().unwrap_or("?"),
+        attempt,
+        task = tracing::field::Empty,
+    );
     let mark = match (run.start_log, run.task_id) {
         (Some(log), Some(id)) => Some(move |last| (log.0)(id, last)),
         _ => None,
     };
-    handle_run(
-        job,
-        attempt,
-        run.max_attempts,
-        run.last_attempt_started,
-        mark,
+    tracing::Instrument::instrument(
+        handle_run(
+            job,
+            attempt,
+            run.max_attempts,
+            run.last_attempt_started,
+            mark,
+        ),
+        span,
     )
     .await
 }
@@ -229,6 +241,7 @@ where
 {
     let intent = decode(job)?;
     let task = intent.name();
+    tracing::Span::current().record("task", task);
     // The queue's record is the one source of truth; the envelope's copy
     // serves only where a backend keeps none. At least one attempt.
     let max_attempts = max_attempts
@@ -323,7 +336,9 @@ async fn run_task(intent: Intent) -> Result<(), BoxError> {
     }
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            let running = runtime.spawn_blocking(move || run_sync_intent(intent));
+            // The job's span goes along to the blocking thread.
+            let span = tracing::Span::current();
+            let running = runtime.spawn_blocking(move || span.in_scope(|| run_sync_intent(intent)));
             // Sync code cannot be stopped mid-run: if apalis drops this job
             // (its worker stopped on a backend error), the task runs on, and
             // may run again elsewhere once the orphan window passes.
