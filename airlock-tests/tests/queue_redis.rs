@@ -901,3 +901,60 @@ async fn a_worker_drains_a_due_batch_larger_than_apalis_redis_can_move_at_once()
     assert_eq!(total as u64, JOBS, "every job ran");
     assert_eq!(ran.len() as u64, JOBS, "each once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_falls_due_while_workers_run_is_drained_each_job_once() {
+    // The batch is scheduled a few seconds ahead and falls due under running
+    // workers, all in the same second: promoted in chunks every poll
+    // interval, it drains. (A fetch that meets it whole before the promoter
+    // stops its worker once, which restarts after promoting; apalis-redis's
+    // own promotion is the limit.)
+    let Some(server) = airlock_tests::servers::redis::redis() else {
+        return;
+    };
+    let (queue, _) = queue(server).await;
+    const JOBS: u64 = 10_000;
+    let t = tag("redis-due-later");
+    let (seen, q) = (t.clone(), queue.clone());
+    let stop = async move {
+        // Queued once the worker runs, due 3 s later.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Scope::new()
+            .executor(q.clone())
+            .run_async(async {
+                for value in 0..JOBS {
+                    record::intent(seen.clone(), value)
+                        .delay(Duration::from_secs(3))
+                        .enqueue()?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await
+            .expect("one flush queues the batch");
+        eventually(Duration::from_secs(120), || {
+            let done = runs(&seen).len() as u64 >= JOBS;
+            async move { done }
+        })
+        .await;
+        Ok::<(), std::io::Error>(())
+    };
+    queue
+        .monitor(
+            WorkerOptions::new("redis-due-later")
+                .concurrency(64)
+                .poll_interval(Duration::from_millis(20)),
+        )
+        .run_with_signal(stop)
+        .await
+        .expect("the workers run and stop cleanly");
+    let mut ran = runs(&t);
+    let total = ran.len();
+    ran.sort();
+    ran.dedup();
+    eprintln!(
+        "a due batch of {JOBS} under running workers: worker restarts {:?}",
+        restarted_workers(&queue).await
+    );
+    assert_eq!(total as u64, JOBS, "every job ran");
+    assert_eq!(ran.len() as u64, JOBS, "each once");
+}

@@ -179,7 +179,9 @@ pub async fn handle(job: serde_json::Value, run: JobRun) -> Result<(), BoxDynErr
     let attempt = run.attempt();
     // One span per run: every line the worker and the task log carries the
     // job's id, its attempt and (once decoded) its task.
-    let span = tracing::info_span!(
+    // ERROR level: enabled whenever the worker's warnings and errors are, so
+    // those lines keep the job's id under any filter.
+    let span = tracing::error_span!(
         target: "airlock::worker",
         "airlock.job",
         job_id = run.task_id.as_deref().unwrap_or("?"),
@@ -653,20 +655,20 @@ impl WorkerOptions {
         PollEvery(IntervalStrategy::new(self.poll_interval))
     }
 
-    /// Waits out [`restart_backoff`](Self::restart_backoff) before a worker
-    /// restarted `restarts` times starts: each monitor runs it as the
-    /// backend's `before_start` hook, so the wait comes before the worker
-    /// registers and fetches again.
-    pub(crate) async fn wait_before_restart(restarts: usize) {
-        let wait = Self::restart_backoff(restarts);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+    /// Waits `backoff` (from [`RestartStreaks::backoff`]) before a
+    /// restarted worker starts: each monitor runs it as the backend's
+    /// `before_start` hook, so the wait comes before the worker registers
+    /// and fetches again. A shutdown meanwhile does not wait for it.
+    pub(crate) async fn wait_before_restart(backoff: Duration) {
+        if !backoff.is_zero() {
+            tokio::time::sleep(backoff).await;
         }
     }
 
-    /// How long a worker restarted `restarts` times waits before it polls
-    /// the queue again: nothing the first time, then 100 ms doubling up to
-    /// 30 s. A backend that fails every fetch (a broken table, a due batch
+    /// How long a worker waits before it starts again after `restarts`
+    /// restarts in quick succession: nothing the first time, then 100 ms
+    /// doubling up to 30 s. (A worker that ran for a minute before it
+    /// stopped starts counting again, so one failure a day costs 100 ms.) A backend that fails every fetch (a broken table, a due batch
     /// apalis-redis cannot move) restarted the worker in a tight loop
     /// before: about 700 restarts a second on SQLite, each registering a new
     /// worker.
@@ -715,6 +717,34 @@ impl WorkerOptions {
             );
             true
         })
+    }
+}
+
+/// How many times each worker of a monitor was restarted in quick
+/// succession: apalis counts a worker's restarts over its whole life, and a
+/// backoff grown from that count would make a long-lived worker wait 30 s
+/// after every rare failure.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RestartStreaks(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<usize, (std::time::Instant, usize)>>>,
+);
+
+impl RestartStreaks {
+    /// A worker that ran this long before it stopped starts a new streak.
+    const HEALTHY: Duration = Duration::from_secs(60);
+
+    /// The wait before worker `index` starts for the time after `restarts`
+    /// restarts ([`WorkerOptions::restart_backoff`] of the streak).
+    pub(crate) fn backoff(&self, index: usize, restarts: usize) -> Duration {
+        let now = std::time::Instant::now();
+        let mut streaks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let streak = match streaks.get(&index) {
+            _ if restarts == 0 => 0,
+            Some((started, streak)) if now.duration_since(*started) < Self::HEALTHY => streak + 1,
+            _ => 1,
+        };
+        streaks.insert(index, (now, streak));
+        WorkerOptions::restart_backoff(streak)
     }
 }
 
@@ -774,14 +804,21 @@ impl<N> fmt::Debug for PollOrNotified<N> {
 #[cfg(feature = "apalis-postgres")]
 impl<N: PollStrategy> PollStrategy for PollOrNotified<N> {
     fn poll_drive(&mut self, cx: &mut Context<'_>, snapshot: &PollSnapshot) -> Poll<Option<()>> {
-        // Both are polled every time, so both hold the waker.
-        let notified = match self.notified.as_mut() {
-            Some(notified) => notified.poll_drive(cx, snapshot),
-            None => Poll::Pending,
-        };
-        if let Poll::Ready(None) = notified {
-            tracing::warn!(target: "airlock::worker", "job notifications ended; polling only");
-            self.notified = None;
+        // Every waiting notification is taken now and counts as one wake:
+        // each insert announces itself to every worker, and reading one per
+        // fetch let them pile up on the connection (and on the server)
+        // under load, then woke the worker for empty fetches. Both
+        // strategies end up Pending or done, so both hold the waker.
+        let mut notified = Poll::Pending;
+        while let Some(stream) = self.notified.as_mut() {
+            match stream.poll_drive(cx, snapshot) {
+                Poll::Ready(Some(())) => notified = Poll::Ready(Some(())),
+                Poll::Ready(None) => {
+                    tracing::warn!(target: "airlock::worker", "job notifications ended; polling only");
+                    self.notified = None;
+                }
+                Poll::Pending => break,
+            }
         }
         let ticked = self.interval.poll_drive(cx, snapshot);
         match (notified, ticked) {

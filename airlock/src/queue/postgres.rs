@@ -10,7 +10,9 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
-use crate::worker::{PollOrNotified, StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
+use crate::worker::{
+    PollOrNotified, RestartStreaks, StartLog, WorkerOptions, LAST_ATTEMPT_STARTED,
+};
 use apalis::prelude::{BackendExt, Monitor, StreamStrategy, WorkerBuilder, WorkerBuilderExt};
 
 /// Pushes each flush to an apalis PostgreSQL queue in one transaction, in FIFO
@@ -93,7 +95,8 @@ impl PostgresQueue {
     /// (apalis's own JSON decoding would stop the worker instead, stranding the
     /// rows it had claimed). An idle worker wakes as soon as a job is
     /// committed: each worker listens for apalis's `LISTEN/NOTIFY`
-    /// announcement of new jobs, and polls every `poll_interval` as well, for
+    /// announcement of new jobs (on a connection of its own, outside the
+    /// queue's pool), and polls every `poll_interval` as well, for
     /// jobs that become due later (they announce nothing) and in case a
     /// notification is lost (apalis's own interval can lapse until the 30 s
     /// heartbeat; this one does not).
@@ -112,7 +115,9 @@ impl PostgresQueue {
     pub fn monitor(&self, options: WorkerOptions) -> Monitor {
         let queue = self.clone();
         let monitor = options.monitor();
+        let streaks = RestartStreaks::default();
         monitor.register_n(options.workers, move |index, restarts| {
+            let backoff = streaks.backoff(index, restarts);
             let config = PostgresConfig::default().queue(&options.queue);
             let config = options.apply_heartbeat(
                 config,
@@ -124,10 +129,13 @@ impl PostgresQueue {
                 .with_codec(crate::worker::JobCodec)
                 .poll_with_strategy(PollOrNotified::new(
                     options.poll_strategy(),
-                    StreamStrategy::new(Pubsub::new(queue.pool.clone(), options.queue.clone())),
+                    StreamStrategy::new(Pubsub::new(
+                        listener_pool(&queue.pool),
+                        options.queue.clone(),
+                    )),
                 ))
                 .before_start(move |_| async move {
-                    WorkerOptions::wait_before_restart(restarts).await;
+                    WorkerOptions::wait_before_restart(backoff).await;
                     Ok(())
                 });
             WorkerBuilder::new(options.restarted_name(index, restarts))
@@ -204,6 +212,16 @@ async fn ensure_hstore(pool: &PgPool) -> Result<(), BoxError> {
          in this database once"
     )
     .into())
+}
+
+/// A one-connection pool for a worker's `LISTEN`: apalis's listener holds
+/// the connection it takes for as long as it listens, and taking it from the
+/// application's pool would pin one of its connections per worker (ten
+/// workers would exhaust a default pool of ten). Connects on first use.
+fn listener_pool(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
 }
 
 impl Executor for PostgresQueue {

@@ -16,7 +16,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{to_task, DEFAULT_QUEUE};
 use crate::task::BoxFuture;
-use crate::worker::{StartLog, WorkerOptions, STARTS};
+use crate::worker::{RestartStreaks, StartLog, WorkerOptions, STARTS};
 
 /// Pushes each flush to apalis-redis queues in FIFO order: one atomic script
 /// call per queue (per run of consecutive intents for one queue).
@@ -141,7 +141,9 @@ impl RedisQueue {
     pub fn monitor(&self, options: WorkerOptions) -> Monitor {
         let queue = self.clone();
         let monitor = options.monitor();
+        let streaks = RestartStreaks::default();
         monitor.register_n(options.workers, move |index, restarts| {
+            let backoff = streaks.backoff(index, restarts);
             let config = config(&options.queue);
             let config = options.apply_heartbeat(
                 config,
@@ -153,11 +155,17 @@ impl RedisQueue {
                 .poll_with_strategy(options.poll_strategy())
                 .before_start({
                     let (conn, config) = (queue.conn.clone(), config.clone());
+                    let every = options.poll_interval;
+                    // Lives as long as this worker's backend: the promoter
+                    // below stops once the worker is gone.
+                    let alive = std::sync::Arc::new(());
                     move |_| {
                         let (mut conn, config) = (conn.clone(), config.clone());
+                        let worker = std::sync::Arc::downgrade(&alive);
                         async move {
-                            WorkerOptions::wait_before_restart(restarts).await;
+                            WorkerOptions::wait_before_restart(backoff).await;
                             promote_due_in_chunks(&mut conn, &config).await;
+                            tokio::spawn(promote_while_alive(conn, config, every, worker));
                             Ok(())
                         }
                     }
@@ -221,16 +229,15 @@ end
 return #ids
 "#;
 
-/// Promotes every due scheduled job of `config`'s queue, in chunks, before a
-/// worker starts.
+/// Promotes every due scheduled job of `config`'s queue, in chunks: as a
+/// worker starts, and every poll interval while it runs.
 ///
 /// apalis-redis's own fetch promotes all due jobs in one `RPUSH` with one
 /// argument per job, which Redis refuses above about 8,000: once a flush of
 /// more jobs than that was due, every fetch failed and the queue never
-/// drained. A worker whose fetch fails is restarted (after its backoff) and
-/// runs this first, so the batch reaches the active list a chunk at a time
-/// and the next fetch finds only what fits. Best effort: an error is logged
-/// and the worker starts anyway.
+/// drained. Promoted here a chunk at a time, the batch reaches the active
+/// list before a fetch meets it whole (and a worker whose fetch failed
+/// anyway promotes before it restarts). Best effort: an error is logged.
 async fn promote_due_in_chunks(conn: &mut ConnectionManager, config: &RedisConfig) {
     let script = redis::Script::new(PROMOTE_DUE);
     loop {
@@ -254,6 +261,26 @@ async fn promote_due_in_chunks(conn: &mut ConnectionManager, config: &RedisConfi
                 return;
             }
         }
+    }
+}
+
+/// Keeps promoting due jobs in chunks every `every` while the worker lives,
+/// so a batch that falls due while workers run reaches the active list
+/// before apalis-redis's own fetch tries to move it all at once (and fails,
+/// stopping the worker with its jobs in flight).
+async fn promote_while_alive(
+    mut conn: ConnectionManager,
+    config: RedisConfig,
+    every: std::time::Duration,
+    worker: std::sync::Weak<()>,
+) {
+    let every = every.max(std::time::Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        if worker.strong_count() == 0 {
+            return;
+        }
+        promote_due_in_chunks(&mut conn, &config).await;
     }
 }
 

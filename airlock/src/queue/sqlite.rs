@@ -9,7 +9,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
-use crate::worker::{StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
+use crate::worker::{RestartStreaks, StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 
 /// Pushes each flush to an apalis SQLite queue in one SQLite transaction, in
@@ -118,7 +118,9 @@ impl SqliteQueue {
     pub fn monitor(&self, options: WorkerOptions) -> Monitor {
         let queue = self.clone();
         let monitor = options.monitor();
+        let streaks = RestartStreaks::default();
         monitor.register_n(options.workers, move |index, restarts| {
+            let backoff = streaks.backoff(index, restarts);
             let config = SqliteConfig::default().queue(&options.queue);
             let config = options.apply_heartbeat(
                 config,
@@ -130,7 +132,7 @@ impl SqliteQueue {
                 .with_codec(crate::worker::JobCodec)
                 .poll_with_strategy(options.poll_strategy())
                 .before_start(move |_| async move {
-                    WorkerOptions::wait_before_restart(restarts).await;
+                    WorkerOptions::wait_before_restart(backoff).await;
                     Ok(())
                 });
             WorkerBuilder::new(options.restarted_name(index, restarts))
