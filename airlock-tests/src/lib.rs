@@ -157,6 +157,7 @@ pub fn record_then_fail(tag: String, value: u64) -> Result<(), Boom> {
 pub mod crash;
 pub mod faults;
 pub mod flush_plan;
+pub mod logs;
 pub mod process;
 pub mod servers;
 pub mod trials;

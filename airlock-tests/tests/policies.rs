@@ -1,7 +1,6 @@
 //! Policies: the built-ins, composition, local `with_policy` blocks, and what
 //! happens when a policy misbehaves (enqueues, panics).
 
-use std::io;
 use std::sync::{Arc, Mutex};
 
 use airlock::{
@@ -9,6 +8,7 @@ use airlock::{
     FlushReport, Intent, LogOnFlush, Policies, Policy, PolicySource, PolicyViolation, Scope,
     ScopeHandle, ScopeInfo, ScopePhase,
 };
+use airlock_tests::logs::LogSink;
 use airlock_tests::{cascade, fail, record, record_run, runs, tag};
 
 /// Runs `body` in a scope with `policy` and returns the scope's report, its
@@ -213,24 +213,10 @@ fn typed_block_tasks_blocks_exactly_the_named_tasks() {
     assert_eq!(runs(&t), ["cascade(0)"]);
 }
 
-/// A `tracing` writer that appends to a shared buffer.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn log_on_flush_logs_each_intent_and_lets_it_through() {
     let t = tag("log-on-flush");
-    let sink = Sink::default();
+    let sink = LogSink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -248,7 +234,7 @@ fn log_on_flush_logs_each_intent_and_lets_it_through() {
     assert_eq!(report.dispatched(), ["record", "cascade"]);
     assert_eq!(runs(&t), ["record(1)", "cascade(0)"]);
 
-    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let log = sink.text();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("flushing intent"))

@@ -876,30 +876,7 @@ async fn a_worker_drains_a_due_batch_larger_than_apalis_redis_can_move_at_once()
         })
         .await
         .expect("one flush queues the batch");
-    let seen = t.clone();
-    let stop = async move {
-        eventually(Duration::from_secs(120), || {
-            let done = runs(&seen).len() as u64 >= JOBS;
-            async move { done }
-        })
-        .await;
-        Ok::<(), std::io::Error>(())
-    };
-    queue
-        .monitor(
-            WorkerOptions::new("redis-big-batch")
-                .concurrency(64)
-                .poll_interval(Duration::from_millis(20)),
-        )
-        .run_with_signal(stop)
-        .await
-        .expect("the workers run and stop cleanly");
-    let mut ran = runs(&t);
-    let total = ran.len();
-    ran.sort();
-    ran.dedup();
-    assert_eq!(total as u64, JOBS, "every job ran");
-    assert_eq!(ran.len() as u64, JOBS, "each once");
+    drain_batch(&queue, "redis-big-batch", &t, JOBS, async {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -916,11 +893,11 @@ async fn a_batch_that_falls_due_while_workers_run_is_drained_each_job_once() {
     const JOBS: u64 = 10_000;
     let t = tag("redis-due-later");
     let (seen, q) = (t.clone(), queue.clone());
-    let stop = async move {
+    let queue_batch = async move {
         // Queued once the worker runs, due 3 s later.
         tokio::time::sleep(Duration::from_millis(300)).await;
         Scope::new()
-            .executor(q.clone())
+            .executor(q)
             .run_async(async {
                 for value in 0..JOBS {
                     record::intent(seen.clone(), value)
@@ -931,8 +908,29 @@ async fn a_batch_that_falls_due_while_workers_run_is_drained_each_job_once() {
             })
             .await
             .expect("one flush queues the batch");
+    };
+    drain_batch(&queue, "redis-due-later", &t, JOBS, queue_batch).await;
+    eprintln!(
+        "a due batch of {JOBS} under running workers: worker restarts {:?}",
+        restarted_workers(&queue).await
+    );
+}
+
+/// Runs `queue`'s monitor (workers named `name`, 64 jobs at once, polling
+/// every 20 ms) while `queue_batch` runs, until `jobs` runs under tag `t`
+/// are logged (at most 120 s); then checks every job ran, each once.
+async fn drain_batch(
+    queue: &RedisQueue,
+    name: &str,
+    t: &str,
+    jobs: u64,
+    queue_batch: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let seen = t.to_owned();
+    let stop = async move {
+        queue_batch.await;
         eventually(Duration::from_secs(120), || {
-            let done = runs(&seen).len() as u64 >= JOBS;
+            let done = runs(&seen).len() as u64 >= jobs;
             async move { done }
         })
         .await;
@@ -940,21 +938,17 @@ async fn a_batch_that_falls_due_while_workers_run_is_drained_each_job_once() {
     };
     queue
         .monitor(
-            WorkerOptions::new("redis-due-later")
+            WorkerOptions::new(name)
                 .concurrency(64)
                 .poll_interval(Duration::from_millis(20)),
         )
         .run_with_signal(stop)
         .await
         .expect("the workers run and stop cleanly");
-    let mut ran = runs(&t);
+    let mut ran = runs(t);
     let total = ran.len();
     ran.sort();
     ran.dedup();
-    eprintln!(
-        "a due batch of {JOBS} under running workers: worker restarts {:?}",
-        restarted_workers(&queue).await
-    );
-    assert_eq!(total as u64, JOBS, "every job ran");
-    assert_eq!(ran.len() as u64, JOBS, "each once");
+    assert_eq!(total as u64, jobs, "every job ran");
+    assert_eq!(ran.len() as u64, jobs, "each once");
 }

@@ -2,28 +2,13 @@
 //! policy), flushes, discards (how many intents and why) and dispatch failures.
 //! Its own binary, so the capturing subscriber sees only these tests' events.
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use airlock::{DropAll, Scope};
+use airlock_tests::logs::LogSink;
 use airlock_tests::{fail, record, tag};
-
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Runs `f` with every airlock event down to TRACE captured; returns the log.
 fn logged(f: impl FnOnce()) -> String {
-    let sink = Sink::default();
+    let sink = LogSink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -32,8 +17,7 @@ fn logged(f: impl FnOnce()) -> String {
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .finish();
     tracing::subscriber::with_default(subscriber, f);
-    let bytes = sink.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    sink.text()
 }
 
 fn line_with<'a>(log: &'a str, needle: &str) -> &'a str {

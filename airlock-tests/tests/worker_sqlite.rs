@@ -376,18 +376,7 @@ fn every_worker_log_line_names_the_job_its_attempt_and_its_task() {
     // A subscriber for this thread only: the worker runs on this thread's
     // current-thread runtime, sync tasks on the blocking pool under the
     // job's span.
-    #[derive(Clone, Default)]
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let sink = Sink::default();
+    let sink = airlock_tests::logs::LogSink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -414,7 +403,7 @@ fn every_worker_log_line_names_the_job_its_attempt_and_its_task() {
             .await;
         })
     });
-    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let log = sink.text();
     let failed = log
         .lines()
         .find(|line| line.contains("task failed"))
