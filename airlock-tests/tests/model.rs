@@ -5,10 +5,10 @@
 //! # The programs
 //! ```text
 //! program := scope                      (the outermost scope; never detached)
-//! scope   := Scope { policies: [policy; 0..=2], always_flush,
+//! scope   := Scope { policies: [policy; 0..=2], always_flush, skip_empty,
 //!                    lets_through: none | task, detached,
 //!                    body: [op], ending: Ok | Err | Panic }
-//! op      := Enqueue(task A | B | Fail, value 0..4)
+//! op      := Enqueue(task A | B | Fail, value 0..4, via_handle)
 //!          | WithPolicy(policy, [op])   (airlock::with_policy / with_policy_async)
 //!          | scope                      (a nested scope)
 //! policy  := DropAll | AssertNoEffects | BlockTasks(task) (drops at flush)
@@ -21,7 +21,12 @@
 //! `Err(Error::State)`, or a panic. User code handles everything: a rejected
 //! enqueue is noted and the program goes on, and a nested scope's error or
 //! panic is caught by its parent, which goes on. A scope flushes if it ends
-//! `Ok`, or whatever its ending if it has the `AlwaysFlush` behaviour. A scope
+//! `Ok`, or whatever its ending if it has the `AlwaysFlush` behaviour; a
+//! `skip_empty` scope's behaviour looks at the scope as it decides, and
+//! discards instead if the scope holds nothing. An enqueue `via_handle` runs on
+//! another thread, through a handle of the current scope (joined at once):
+//! the scope's own policies apply, not the `with_policy` blocks of the
+//! thread that holds the handle. A scope
 //! that `lets_through` a task answers `true` to `allow_descendant_dispatch`
 //! for it: a descendant's intent of that task goes past it, to the next
 //! ancestor that captures it, or is dispatched early (at the descendant's
@@ -187,6 +192,8 @@ enum Op {
         task: Task,
         value: u8,
         seq: usize,
+        /// Enqueued from another thread through a handle of the current scope.
+        via_handle: bool,
     },
     WithPolicy(PolicyKind, Vec<Op>),
     Scope(ScopeSpec),
@@ -198,6 +205,8 @@ struct ScopeSpec {
     idx: usize,
     policies: Vec<PolicyKind>,
     always_flush: bool,
+    /// Its behaviour discards, rather than flush, a scope holding nothing.
+    skip_empty: bool,
     /// Lets descendants' intents of this task go past it (early dispatch).
     lets_through: Option<Task>,
     detached: bool,
@@ -206,17 +215,18 @@ struct ScopeSpec {
 }
 
 impl ScopeSpec {
-    fn flushes(&self) -> bool {
-        self.ending == Ending::Ok || self.always_flush
-    }
-
-    /// Why the scope discards, when its ending (and behaviour) say so.
-    fn ending_discards(&self) -> Option<DiscardReason> {
-        match (self.flushes(), self.ending) {
-            (true, _) | (_, Ending::Ok) => None,
-            (false, Ending::Err) => Some(DiscardReason::Error),
-            (false, Ending::Panic) => Some(DiscardReason::Panic),
+    /// Why the scope discards, when its ending and its behaviour say so;
+    /// `holds`: whether it holds any intent as it decides.
+    fn discard_reason(&self, holds: bool) -> Option<DiscardReason> {
+        let wants = self.ending == Ending::Ok || self.always_flush;
+        if wants && (holds || !self.skip_empty) {
+            return None;
         }
+        Some(match self.ending {
+            Ending::Ok => DiscardReason::Requested("the behaviour declined to flush".into()),
+            Ending::Err => DiscardReason::Error,
+            Ending::Panic => DiscardReason::Panic,
+        })
     }
 }
 
@@ -280,30 +290,38 @@ fn spec(
     (
         scope_policies(),
         prop::bool::weighted(0.2),
+        prop::bool::weighted(0.2),
         prop_oneof![4 => Just(None), 1 => task().prop_map(Some)],
         detached,
         ending(),
         body,
     )
         .prop_map(
-            |(policies, always_flush, lets_through, detached, ending, body)| ScopeSpec {
-                idx: 0,
-                policies,
-                always_flush,
-                lets_through,
-                detached,
-                ending,
-                body,
+            |(policies, always_flush, skip_empty, lets_through, detached, ending, body)| {
+                ScopeSpec {
+                    idx: 0,
+                    policies,
+                    always_flush,
+                    skip_empty,
+                    lets_through,
+                    detached,
+                    ending,
+                    body,
+                }
             },
         )
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let enqueue = (task(), 0..VALUES).prop_map(|(task, value)| Op::Enqueue {
-        task,
-        value,
-        seq: 0,
-    });
+    let enqueue =
+        (task(), 0..VALUES, prop::bool::weighted(0.25)).prop_map(|(task, value, via_handle)| {
+            Op::Enqueue {
+                task,
+                value,
+                seq: 0,
+                via_handle,
+            }
+        });
     // Up to 4 levels of blocks and scopes, about 48 nodes, 4 ops per body.
     enqueue.prop_recursive(4, 48, 4, |inner| {
         prop_oneof![
@@ -439,14 +457,22 @@ fn expect(program: &ScopeSpec) -> Expected {
             own_path.extend_from_slice(path);
         }
         w.scopes.push(spec.clone());
-        ops(&spec.body, &own_chain, &own_path, w);
+        ops(&spec.body, &own_chain, &own_chain, &own_path, w);
         w.ends.push(spec.idx);
     }
-    fn ops(body: &[Op], chain: &[Link], path: &[usize], w: &mut Walk) {
+    /// `scope_chain`: the chain of the current scope itself, which a handle
+    /// enqueues under (without the `with_policy` blocks opened inside it).
+    fn ops(body: &[Op], chain: &[Link], scope_chain: &[Link], path: &[usize], w: &mut Walk) {
         for op in body {
             match op {
-                Op::Enqueue { task, value, seq } => {
+                Op::Enqueue {
+                    task,
+                    value,
+                    seq,
+                    via_handle,
+                } => {
                     assert_eq!(*seq, w.enqueues.len(), "enqueues are numbered in order");
+                    let chain = if *via_handle { scope_chain } else { chain };
                     w.enqueues.push(EnqueueCtx {
                         task: *task,
                         value: *value,
@@ -460,7 +486,7 @@ fn expect(program: &ScopeSpec) -> Expected {
                         source: Source::Local,
                     }];
                     local.extend_from_slice(chain);
-                    ops(inner, &local, path, w);
+                    ops(inner, &local, scope_chain, path, w);
                 }
                 Op::Scope(spec) => scope(spec, chain, path, w),
             }
@@ -473,34 +499,67 @@ fn expect(program: &ScopeSpec) -> Expected {
     };
     scope(program, &[], &[], &mut w);
     w.scopes.sort_by_key(|s| s.idx);
+    let rejected_by: Vec<Option<Link>> = w
+        .enqueues
+        .iter()
+        .map(|e| {
+            e.chain
+                .iter()
+                .copied()
+                .find(|l| l.kind.rejects(e.task, e.value))
+        })
+        .collect();
+    // The nearest scope above `path[k]` on an intent's path that does not
+    // let its task through: the one that takes it when `path[k]` flushes.
+    let taker = |e: &EnqueueCtx, k: usize| {
+        (k + 1..e.path.len()).find(|&a| w.scopes[e.path[a]].lets_through != Some(e.task))
+    };
+    // Whether each scope discards, decided in the order scopes end: a
+    // `skip_empty` scope's decision depends on what reached it, which
+    // depends only on the decisions of the scopes below it, taken before.
+    let mut discards: Vec<Option<DiscardReason>> = vec![None; w.scopes.len()];
+    for &s in &w.ends {
+        let holds = w.enqueues.iter().enumerate().any(|(seq, e)| {
+            let mut k = 0;
+            rejected_by[seq].is_none()
+                && e.path.contains(&s)
+                && loop {
+                    if e.path[k] == s {
+                        break true;
+                    }
+                    if discards[e.path[k]].is_some() {
+                        break false;
+                    }
+                    match taker(e, k) {
+                        Some(next) => k = next,
+                        None => break false,
+                    }
+                }
+        });
+        discards[s] = w.scopes[s].discard_reason(holds);
+    }
 
     let mut expected = Expected {
         rejected_by: Vec::new(),
         dispatched_by: Vec::new(),
         log: Vec::new(),
         records: w.scopes.iter().map(|_| Vec::new()).collect(),
-        discarded: w.scopes.iter().map(ScopeSpec::ending_discards).collect(),
+        discarded: discards.clone(),
         dispatch_failed: vec![None; w.scopes.len()],
-        scopes: w.scopes,
+        scopes: w.scopes.clone(),
     };
     // Per scope: the intents its flush filters, as (seq, index of the record).
     let mut candidates: Vec<Vec<(usize, usize)>> = vec![Vec::new(); expected.scopes.len()];
     for (seq, e) in w.enqueues.iter().enumerate() {
-        let rejected_by = e
-            .chain
-            .iter()
-            .copied()
-            .find(|l| l.kind.rejects(e.task, e.value));
+        let rejected_by = rejected_by[seq];
         // An accepted intent climbs from the scope it was enqueued in,
         // `path[0]`, until a scope discards it or filters it.
         let mut at = Some(0).filter(|_| rejected_by.is_none());
         while let Some(k) = at {
             let s = e.path[k];
-            let scopes = &expected.scopes;
             // The nearest ancestor that does not let it through takes it.
-            let taker =
-                (k + 1..e.path.len()).find(|&a| scopes[e.path[a]].lets_through != Some(e.task));
-            let fate = if let Some(reason) = scopes[s].ending_discards() {
+            let taker = taker(e, k);
+            let fate = if let Some(reason) = discards[s].clone() {
                 at = None;
                 ModelFate::Discarded(reason)
             } else if let Some(taker) = taker {
@@ -619,11 +678,6 @@ impl Policy for DropValue {
     fn allows(&self, intent: &Intent) -> bool {
         value_of(intent) != Some(self.0)
     }
-    // Filter-only: intents under it take the lock-free enqueue path, while
-    // `PanicOn` (default `true`) keeps the checked path in the programs too.
-    fn checks_enqueue(&self) -> bool {
-        false
-    }
 }
 
 /// Panics at flush on intents carrying this value.
@@ -653,21 +707,25 @@ fn make_policy(kind: PolicyKind, mode: Mode) -> Arc<dyn Policy> {
     }
 }
 
-/// A behaviour that lets descendants' intents of one task dispatch early (as
-/// far as this scope is concerned), and flushes on success or always.
+/// A behaviour that flushes on success or always, may decline to flush a
+/// scope holding nothing (it looks at the scope), and may let descendants'
+/// intents of one task dispatch early (as far as this scope is concerned).
 #[derive(Debug)]
-struct LetsThrough {
+struct ModelBehavior {
     always_flush: bool,
-    task: &'static TaskDef,
+    skip_empty: bool,
+    lets_through: Option<&'static TaskDef>,
 }
 
-impl ScopeBehavior for LetsThrough {
-    fn should_flush(&self, outcome: Outcome, _scope: &ScopeView<'_>) -> bool {
-        outcome == Outcome::Success || (self.always_flush && outcome != Outcome::Cancelled)
+impl ScopeBehavior for ModelBehavior {
+    fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
+        let wants =
+            outcome == Outcome::Success || (self.always_flush && outcome != Outcome::Cancelled);
+        wants && !(self.skip_empty && scope.intents().is_empty())
     }
 
     fn allow_descendant_dispatch(&self, _: &ScopeInfo, intent: &Intent) -> bool {
-        intent.task() == self.task
+        self.lets_through == Some(intent.task())
     }
 }
 
@@ -676,14 +734,15 @@ fn settings(spec: &ScopeSpec, mode: Mode) -> Scope {
     for &kind in &spec.policies {
         scope = scope.shared_policy(make_policy(kind, mode));
     }
-    match (spec.always_flush, spec.lets_through) {
-        (false, None) => {}
+    match (spec.always_flush, spec.skip_empty, spec.lets_through) {
+        (false, false, None) => {}
         // The built-in where it fits, so it is what gets tested.
-        (true, None) => scope = scope.behavior(AlwaysFlush),
-        (always_flush, Some(task)) => {
-            scope = scope.behavior(LetsThrough {
+        (true, false, None) => scope = scope.behavior(AlwaysFlush),
+        (always_flush, skip_empty, lets_through) => {
+            scope = scope.behavior(ModelBehavior {
                 always_flush,
-                task: task_def(task, mode),
+                skip_empty,
+                lets_through: lets_through.map(|task| task_def(task, mode)),
             });
         }
     }
@@ -775,8 +834,17 @@ impl Trace {
         self.buffers[spec.idx] = Some(ids);
     }
 
-    fn enqueue(&mut self, task: Task, value: u8, seq: usize) {
-        self.enqueued[seq] = Some(enqueue(task, self.mode, self.run, seq, value));
+    fn enqueue(&mut self, task: Task, value: u8, seq: usize, via_handle: bool) {
+        let (mode, run) = (self.mode, self.run);
+        let result = if via_handle {
+            let handle = airlock::current().expect("ops run inside a scope");
+            std::thread::spawn(move || handle.in_scope(|| enqueue(task, mode, run, seq, value)))
+                .join()
+                .expect("enqueue does not panic")
+        } else {
+            enqueue(task, mode, run, seq, value)
+        };
+        self.enqueued[seq] = Some(result);
     }
 }
 
@@ -795,7 +863,12 @@ fn run_sync(program: &ScopeSpec) -> Trace {
     fn ops(body: &[Op], trace: &mut Trace) {
         for op in body {
             match op {
-                Op::Enqueue { task, value, seq } => trace.enqueue(*task, *value, *seq),
+                Op::Enqueue {
+                    task,
+                    value,
+                    seq,
+                    via_handle,
+                } => trace.enqueue(*task, *value, *seq, *via_handle),
                 Op::WithPolicy(kind, inner) => {
                     airlock::with_policy(make_policy(*kind, Mode::Sync), || ops(inner, trace));
                 }
@@ -868,8 +941,13 @@ fn ops_async<'a>(body: &'a [Op], trace: &'a RefCell<Trace>) -> LocalBoxFuture<'a
     Box::pin(async move {
         for op in body {
             match op {
-                Op::Enqueue { task, value, seq } => {
-                    trace.borrow_mut().enqueue(*task, *value, *seq);
+                Op::Enqueue {
+                    task,
+                    value,
+                    seq,
+                    via_handle,
+                } => {
+                    trace.borrow_mut().enqueue(*task, *value, *seq, *via_handle);
                     // Lets the other program run in between, on this thread.
                     tokio::task::yield_now().await;
                 }
@@ -1166,6 +1244,7 @@ fn enqueue_args(program: &ScopeSpec, seq: usize) -> (Task, u8) {
                 task,
                 value,
                 seq: s,
+                ..
             } if *s == seq => Some((*task, *value)),
             Op::Enqueue { .. } => None,
             Op::WithPolicy(_, inner) => find(inner, seq),
@@ -1243,6 +1322,7 @@ fn the_model_predicts_a_hand_written_program() {
             idx,
             policies,
             always_flush: false,
+            skip_empty: false,
             lets_through: None,
             detached,
             ending,
@@ -1253,11 +1333,13 @@ fn the_model_predicts_a_hand_written_program() {
         task,
         value,
         seq: 0,
+        via_handle: false,
     };
     let mut program = ScopeSpec {
         idx: 0,
         policies: vec![PolicyKind::DropValue(3)],
         always_flush: false,
+        skip_empty: false,
         lets_through: None,
         detached: false,
         ending: Ending::Ok,
@@ -1356,11 +1438,13 @@ fn the_model_predicts_early_dispatch() {
         task,
         value,
         seq: 0,
+        via_handle: false,
     };
     let plain = |body| ScopeSpec {
         idx: 0,
         policies: Vec::new(),
         always_flush: false,
+        skip_empty: false,
         lets_through: None,
         detached: false,
         ending: Ending::Ok,

@@ -325,11 +325,10 @@ fn policies_set_composes_as_one_policy() {
     assert!(runs(&t).is_empty());
 }
 
-/// Counts `on_enqueue` calls; `checks` is what it answers to `checks_enqueue`.
+/// Counts `on_enqueue` calls.
 #[derive(Debug)]
 struct CountEnqueues {
     calls: Arc<Mutex<usize>>,
-    checks: bool,
 }
 
 impl Policy for CountEnqueues {
@@ -340,49 +339,37 @@ impl Policy for CountEnqueues {
     fn allows(&self, intent: &Intent) -> bool {
         intent.name() != "cascade"
     }
-    fn checks_enqueue(&self) -> bool {
-        self.checks
-    }
 }
 
+/// A policy's `on_enqueue` is a method the user wrote: it is called for
+/// every intent, on every path into a buffer, with nothing to opt into.
 #[test]
-fn checks_enqueue_decides_whether_on_enqueue_is_called() {
-    for checks in [true, false] {
-        let t = tag("checks-enqueue");
-        let calls = Arc::new(Mutex::new(0));
-        let policy = CountEnqueues {
+fn on_enqueue_is_called_on_every_path_into_a_buffer() {
+    let t = tag("checks-enqueue");
+    let calls = Arc::new(Mutex::new(0));
+    let policy = CountEnqueues {
+        calls: Arc::clone(&calls),
+    };
+    // On the scope, in a local block, and from a handle on another thread.
+    let (report, _) = run_with(policy, || {
+        record::enqueue(t.clone(), 1)?;
+        cascade::enqueue(t.clone(), 0)?;
+        let local = CountEnqueues {
             calls: Arc::clone(&calls),
-            checks,
         };
-        // On the scope, in a local block, and from a handle on another
-        // thread: every path an intent can take into a buffer.
-        let (report, _) = run_with(policy, || {
-            record::enqueue(t.clone(), 1)?;
-            cascade::enqueue(t.clone(), 0)?;
-            let local = CountEnqueues {
-                calls: Arc::clone(&calls),
-                checks,
-            };
-            airlock::with_policy(local, || record::enqueue(t.clone(), 2))?;
-            let handle = airlock::current().unwrap();
-            let t2 = t.clone();
-            std::thread::spawn(move || handle.in_scope(|| record::enqueue(t2, 3)))
-                .join()
-                .unwrap()?;
-            Ok(())
-        });
-        // Filtering at flush is the same either way.
-        assert_eq!(report.dispatched(), ["record", "record", "record"]);
-        assert_eq!(report.dropped(), ["cascade"]);
-        assert_eq!(runs(&t), ["record(1)", "record(2)", "record(3)"]);
-        // 4 intents, one of them under two such policies.
-        let expected = if checks { 5 } else { 0 };
-        assert_eq!(
-            *calls.lock().unwrap(),
-            expected,
-            "checks_enqueue = {checks}"
-        );
-    }
+        airlock::with_policy(local, || record::enqueue(t.clone(), 2))?;
+        let handle = airlock::current().unwrap();
+        let t2 = t.clone();
+        std::thread::spawn(move || handle.in_scope(|| record::enqueue(t2, 3)))
+            .join()
+            .unwrap()?;
+        Ok(())
+    });
+    assert_eq!(report.dispatched(), ["record", "record", "record"]);
+    assert_eq!(report.dropped(), ["cascade"]);
+    assert_eq!(runs(&t), ["record(1)", "record(2)", "record(3)"]);
+    // 4 intents, one of them under two such policies.
+    assert_eq!(*calls.lock().unwrap(), 5);
 }
 
 #[test]

@@ -510,27 +510,25 @@ fn allow_descendant_dispatch_lets_some_nested_intents_out_early() {
     assert_eq!(*asked.lock().unwrap(), ["inner:record", "inner:cascade"]);
 }
 
-/// Says it captures everything, so its per-intent hook must never be asked.
+/// Lets every descendant's intent out early, and counts the questions.
 #[derive(Debug, Default)]
-struct CapturesAll {
+struct LetsAllOut {
     asked: Arc<Mutex<usize>>,
 }
 
-impl ScopeBehavior for CapturesAll {
+impl ScopeBehavior for LetsAllOut {
     fn allow_descendant_dispatch(&self, _: &ScopeInfo, _: &Intent) -> bool {
         *self.asked.lock().unwrap() += 1;
         true
     }
-
-    fn captures_all_descendants(&self) -> bool {
-        true
-    }
 }
 
+/// The hook is a method the user wrote: it is asked about every intent of a
+/// nested scope, and its answer is honoured.
 #[test]
-fn a_behaviour_that_captures_all_descendants_is_not_asked_per_intent() {
-    let t = tag("captures-all");
-    let behavior = CapturesAll::default();
+fn an_outer_behaviour_is_asked_about_every_intent_of_a_nested_scope() {
+    let t = tag("lets-all-out");
+    let behavior = LetsAllOut::default();
     let asked = Arc::clone(&behavior.asked);
     let result: airlock::Result<()> = Scope::new().behavior(behavior).run(|| {
         let inner: airlock::Result<()> = Scope::new().run(|| {
@@ -539,14 +537,13 @@ fn a_behaviour_that_captures_all_descendants_is_not_asked_per_intent() {
             Ok(())
         });
         inner?;
-        // Captured, although the hook would have let them out.
-        assert!(runs(&t).is_empty());
-        assert_eq!(airlock::current().unwrap().intents().captured().count(), 2);
+        // Dispatched as the nested scope ended, not captured.
+        assert_eq!(runs(&t), ["record(1)", "record(2)"]);
+        assert_eq!(airlock::current().unwrap().intents().len(), 0);
         Ok(())
     });
     result.unwrap();
-    assert_eq!(runs(&t), ["record(1)", "record(2)"]);
-    assert_eq!(*asked.lock().unwrap(), 0);
+    assert_eq!(*asked.lock().unwrap(), 2);
 }
 
 #[test]
@@ -1008,4 +1005,92 @@ impl ScopeBehavior for ArcBehavior {
     fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
         self.0.should_flush(outcome, scope)
     }
+}
+
+/// One buffer per scope: a handle on another thread sees what the owner
+/// enqueued as soon as `enqueue` returned, while the owner is still inside
+/// the scope, and the owner sees what the other thread enqueued.
+#[test]
+fn a_handle_on_another_thread_sees_the_owners_intents_at_once() {
+    let t = tag("one-buffer");
+    let result: airlock::Result<()> = airlock::scope(|| {
+        record::enqueue(t.clone(), 1)?;
+        let handle = airlock::current().unwrap();
+        let t2 = t.clone();
+        let seen = std::thread::spawn(move || {
+            let before = handle.intents().names();
+            handle.in_scope(|| record::enqueue(t2, 2))?;
+            Ok::<_, airlock::Error>(before)
+        })
+        .join()
+        .unwrap()?;
+        assert_eq!(seen, ["record"], "the other thread saw the owner's intent");
+        let values: Vec<u64> = airlock::current()
+            .unwrap()
+            .intents()
+            .iter()
+            .map(|i| i.args::<record>().unwrap().value)
+            .collect();
+        assert_eq!(values, [1, 2], "FIFO across both threads");
+        Ok(())
+    });
+    result.unwrap();
+    assert_eq!(runs(&t), ["record(1)", "record(2)"]);
+}
+
+/// An intent's id is given once: `enqueue` returns the id the intent was
+/// built with, on the owner's thread and through a handle on another thread,
+/// and the buffer, the report and the records all use it.
+#[test]
+fn an_intent_keeps_the_id_it_was_built_with() {
+    let t = tag("stable-id");
+    let scope = Scope::new().start();
+    let own = record::intent(t.clone(), 1).build();
+    let own_id = own.id();
+    let handle = scope.handle();
+    let t2 = t.clone();
+    let (other_id, returned) = std::thread::spawn(move || {
+        let other = record::intent(t2, 2).build();
+        let id = other.id();
+        (id, handle.in_scope(|| airlock::enqueue(other)))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(returned.unwrap(), other_id);
+    assert_eq!(scope.in_scope(|| airlock::enqueue(own)).unwrap(), own_id);
+    let buffered: Vec<_> = scope.intents().iter().map(Intent::id).collect();
+    assert_eq!(buffered, [other_id, own_id], "buffered in enqueue order");
+    let report = scope.flush().unwrap();
+    let reported: Vec<_> = report.records().iter().map(|r| r.id).collect();
+    assert_eq!(reported, [other_id, own_id]);
+}
+
+/// What a behaviour sees when it decides: every intent of the scope, its
+/// owner's, a handle's and a nested scope's, under `Scope::run`.
+#[test]
+fn should_flush_sees_every_intent_of_the_scope() {
+    #[derive(Debug, Default)]
+    struct Counts(Arc<Mutex<Vec<usize>>>);
+    impl ScopeBehavior for Counts {
+        fn should_flush(&self, outcome: Outcome, scope: &ScopeView<'_>) -> bool {
+            self.0.lock().unwrap().push(scope.intents().len());
+            outcome == Outcome::Success
+        }
+    }
+    let t = tag("sees-all");
+    let behavior = Counts::default();
+    let seen = Arc::clone(&behavior.0);
+    let result: airlock::Result<()> = Scope::new().behavior(behavior).run(|| {
+        record::enqueue(t.clone(), 1)?;
+        let handle = airlock::current().unwrap();
+        let t2 = t.clone();
+        std::thread::spawn(move || handle.in_scope(|| record::enqueue(t2, 2)))
+            .join()
+            .unwrap()?;
+        airlock::scope(|| record::enqueue(t.clone(), 3).map(drop))?;
+        Ok(())
+    });
+    result.unwrap();
+    // Asked once (the nested scope has the default behaviour), seeing all three.
+    assert_eq!(*seen.lock().unwrap(), [3]);
 }

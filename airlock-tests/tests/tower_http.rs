@@ -137,6 +137,120 @@ async fn a_panicking_handler_discards_without_catch_panic_too() {
     assert!(runs(&t).is_empty());
 }
 
+/// A request scope follows its scope's behaviour on every outcome, a panic
+/// included: an `AlwaysFlush` request scope (alerts, audit logs) flushes what
+/// a panicking handler enqueued, as `#[scoped]` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_panicking_handler_under_always_flush_flushes() {
+    async fn panics(Path(tag): Path<String>) -> StatusCode {
+        record::enqueue(tag, 1).unwrap();
+        panic!("the handler panicked");
+    }
+    let always = AirlockLayer::with_scope(
+        Scope::new()
+            .name("request")
+            .executor(InProcess)
+            .behavior(airlock::AlwaysFlush),
+    );
+    let app = Router::new()
+        .route("/{tag}", get(panics))
+        .layer(always)
+        .layer(tower_http::catch_panic::CatchPanicLayer::new());
+    let base = serve(app).await;
+    let t = url_tag("always-panic");
+    let response = reqwest::get(format!("{base}/{t}")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 500);
+    assert_eq!(
+        runs(&t),
+        ["record(1)"],
+        "AlwaysFlush flushed after the panic"
+    );
+}
+
+/// Enqueues `record(tag, 2)` when dropped, keeping what `enqueue` said.
+struct EnqueueOnDrop {
+    tag: String,
+    result: Arc<std::sync::Mutex<Option<airlock::Result<airlock::IntentId>>>>,
+}
+
+impl Drop for EnqueueOnDrop {
+    fn drop(&mut self) {
+        let result = record::enqueue(self.tag.clone(), 2);
+        *self.result.lock().unwrap() = Some(result);
+    }
+}
+
+/// A response future that is ready at once but holds `guard` until it is
+/// dropped, as hand-written futures may.
+struct ReadyHolding {
+    guard: Option<EnqueueOnDrop>,
+}
+
+impl std::future::Future for ReadyHolding {
+    type Output = Result<axum::http::Response<()>, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let _ = &self.guard;
+        std::task::Poll::Ready(Ok(axum::http::Response::new(())))
+    }
+}
+
+struct HoldingService {
+    tag: String,
+    result: Arc<std::sync::Mutex<Option<airlock::Result<airlock::IntentId>>>>,
+}
+
+impl tower_service::Service<axum::http::Request<()>> for HoldingService {
+    type Response = axum::http::Response<()>;
+    type Error = std::convert::Infallible;
+    type Future = ReadyHolding;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: axum::http::Request<()>) -> ReadyHolding {
+        record::enqueue(self.tag.clone(), 1).unwrap();
+        ReadyHolding {
+            guard: Some(EnqueueOnDrop {
+                tag: self.tag.clone(),
+                result: Arc::clone(&self.result),
+            }),
+        }
+    }
+}
+
+/// The inner service's future is dropped as soon as it is ready, with the
+/// request scope current: what its destructor enqueues goes to the request
+/// scope and shares its fate, instead of failing for want of a scope after
+/// the response left.
+#[tokio::test]
+async fn the_inner_future_is_dropped_inside_the_request_scope() {
+    use tower_layer::Layer;
+    use tower_service::Service;
+    let t = tag("drop-inside");
+    let result = Arc::new(std::sync::Mutex::new(None));
+    let mut service = layer().layer(HoldingService {
+        tag: t.clone(),
+        result: Arc::clone(&result),
+    });
+    let response = service.call(axum::http::Request::new(())).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let enqueued = result
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the future was dropped");
+    assert!(enqueued.is_ok(), "{enqueued:?}");
+    assert_eq!(runs(&t), ["record(1)", "record(2)"]);
+}
+
 /// An extractor that enqueues, then rejects the request with a 500.
 struct Audited;
 

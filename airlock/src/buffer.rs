@@ -23,34 +23,17 @@ impl Buffer {
         Buffer { intents, policed }
     }
 
-    #[inline]
     pub(crate) fn push(&mut self, intent: Intent) {
-        self.push_with(|| intent);
-    }
-
-    /// Appends the intent `make` builds. Building it only once there is
-    /// room lets the compiler write it straight into the vector, instead of
-    /// assembling it on the stack and copying it over (with loads wider
-    /// than the stores that built it, which stalls the CPU).
-    #[inline]
-    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent) {
-        if self.intents.len() < self.intents.capacity() {
-            self.intents.push(make());
-        } else {
-            self.push_growing(make());
-        }
-        self.policed |= self.intents.last().is_some_and(|i| i.chain.is_some());
-    }
-
-    /// Makes room, first giving an unused buffer its storage: a spare one
-    /// if this thread has it.
-    #[cold]
-    #[inline(never)]
-    fn push_growing(&mut self, intent: Intent) {
+        self.policed |= intent.chain.is_some();
         if self.intents.capacity() == 0 {
             self.intents = spare();
         }
         self.intents.push(intent);
+    }
+
+    /// How many intents the buffer holds.
+    pub(crate) fn len(&self) -> usize {
+        self.intents.len()
     }
 
     /// Adds intents handed up by a descendant, keeping FIFO (enqueue) order.
@@ -74,11 +57,6 @@ impl Buffer {
             }
             _ => self.intents.append(&mut other.intents),
         }
-    }
-
-    /// Whether the buffer holds no intent.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.intents.is_empty()
     }
 
     /// Empties the buffer, handing over what it held.

@@ -4,10 +4,13 @@
 use std::any::Any;
 use std::panic::Location;
 
-use crate::context::{self, Target};
+use crate::context;
 use crate::error::Error;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::{is_in_policy, PolicyLink};
+use std::sync::Arc;
+
+use crate::scope::core::ScopeCore;
 use crate::task::TaskDef;
 
 /// Enqueues a prebuilt intent into the current scope.
@@ -24,29 +27,48 @@ use crate::task::TaskDef;
 /// * [`Error::PolicyEnqueue`]: called from inside a policy;
 /// * [`Error::ScopeBusy`]: this thread is inspecting the scope's intents.
 pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
-    if is_in_policy() {
-        return Err(Error::PolicyEnqueue {
-            task: intent.name(),
-        });
-    }
     let name = intent.name();
+    if is_in_policy() {
+        return Err(Error::PolicyEnqueue { task: name });
+    }
     let mut slot = Some(intent);
-    let scope = match context::enqueue_target(&mut slot) {
-        Target::Pushed(id) => return Ok(id),
-        Target::Deferred(scope) => scope,
-        Target::NoScope => {
+    let step = context::with_top(|current| {
+        let scope = current.scope.as_ref()?;
+        let mut intent = slot.take()?;
+        intent.chain = current.chain.clone();
+        intent.scope = Some(scope.info.id);
+        intent.cascade_depth = scope.cascade_depth;
+        // Policies and tracing subscribers are user code: they run with the
+        // stack released.
+        Some(
+            if intent.chain.is_some() || tracing::level_enabled!(tracing::Level::TRACE) {
+                Step::Check(Arc::clone(scope), intent)
+            } else {
+                push(scope, intent)
+            },
+        )
+    })
+    .flatten();
+    let (scope, intent) = match step {
+        None => {
             tracing::debug!(target: "airlock::enqueue", task = name, "enqueue outside a scope");
             return Err(Error::NoScope { task: name });
         }
-        Target::Busy => return Err(Error::ScopeBusy { task: name }),
-        Target::Closed(error) => return Err(error),
+        Some(Step::Pushed(id)) => return Ok(id),
+        // The refused intent (its arguments' `Drop` is user code) drops
+        // here, with nothing borrowed or locked.
+        Some(Step::Refused(error, _intent)) => return Err(error),
+        Some(Step::Check(scope, intent)) => (scope, intent),
     };
-    let intent = slot.expect("a deferred intent is handed back");
     if let Err(violation) = PolicyLink::check_enqueue(intent.chain.as_ref(), &intent) {
         tracing::debug!(target: "airlock::policy", %violation, "intent rejected at enqueue");
         return Err(violation.into());
     }
-    let id = scope.push(intent)?;
+    let id = match push(&scope, intent) {
+        Step::Pushed(id) => id,
+        Step::Refused(error, _intent) => return Err(error),
+        Step::Check(..) => unreachable!("push never defers"),
+    };
     tracing::trace!(
         target: "airlock::enqueue",
         task = name,
@@ -57,17 +79,30 @@ pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
     Ok(id)
 }
 
-/// `enqueue(Intent::new::<T>(args))`, as generated `my_task::enqueue(..)`
-/// calls it: in the common case the intent is built right in the scope's
-/// buffer (see [`context::buffer_new`]); otherwise it takes the general path.
+/// What became of an intent [`enqueue`] took to its scope.
+enum Step {
+    /// Buffered.
+    Pushed(IntentId),
+    /// Refused, for this reason; the intent is handed back to be dropped
+    /// outside any borrow.
+    Refused(Error, Intent),
+    /// Policies must see it first.
+    Check(Arc<ScopeCore>, Intent),
+}
+
+fn push(scope: &ScopeCore, intent: Intent) -> Step {
+    match scope.push(intent) {
+        Ok(id) => Step::Pushed(id),
+        Err((refused, intent)) => Step::Refused(scope.refusal_error(refused, &intent), intent),
+    }
+}
+
+/// `enqueue(Intent::new::<T>(args))`, as generated `my_task::enqueue(..)` calls it.
 #[inline]
 pub(crate) fn enqueue_new<A: Any + Send + Sync>(
     task: &'static TaskDef,
     args: A,
     origin: &'static Location<'static>,
 ) -> Result<IntentId, Error> {
-    match context::buffer_new(task, args, origin) {
-        Ok(id) => Ok(id),
-        Err(args) => enqueue(Intent::from_erased(task, Box::new(args), None, origin)),
-    }
+    enqueue(Intent::from_erased(task, Box::new(args), None, origin))
 }

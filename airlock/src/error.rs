@@ -246,6 +246,17 @@ pub enum Error {
     /// A scope method was called in a state that does not allow it.
     #[error("{0}")]
     State(String),
+
+    /// A scope was asked to end after it had already ended. Ending methods
+    /// consume the [`ActiveScope`](crate::ActiveScope), so this means a scope
+    /// ended behind its owner's back (a bug in an integration).
+    #[error("{scope} has already {phase}; a scope ends once")]
+    ScopeEnded {
+        /// The scope.
+        scope: ScopeInfo,
+        /// What the scope did when it ended.
+        phase: ScopePhase,
+    },
 }
 
 /// How much of a JSON decoding error's text [`Error::Decode`] shows.

@@ -2,52 +2,31 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::Location;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
-use crate::id_blocks;
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::policy::Policy;
 use crate::scope::ScopeId;
 use crate::task::{ErasedArgs, Task, TaskDef};
 
-/// A process-unique identifier of an intent. Within a scope, ids increase in
-/// enqueue order, on whichever threads the intents were enqueued.
+/// A process-unique identifier of an intent, given when the intent is
+/// built and never changed: the id `enqueue` returns is the one the intent is
+/// buffered, reported and dispatched under. Ids increase in the order intents
+/// are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IntentId(u64);
 
-// Ids come from per-thread blocks (see `id_blocks`), so creating an intent
-// takes no atomic operation. Blocks make ids increase per thread, not across
-// threads; the scope restores enqueue order where threads meet (see
-// `ScopeCore::order` and `ScopeCore::try_push`).
-static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
-thread_local! {
-    static THREAD_BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
-
-/// The bound below every intent id created on this thread so far.
-pub(crate) fn id_clock() -> u64 {
-    id_blocks::clock(&THREAD_BLOCK)
-}
-
 impl IntentId {
-    /// The next id of this thread's block.
+    /// The next id of the process.
     fn next() -> Self {
-        Self::at_least(0)
-    }
-
-    /// The next id of this thread, first moving this thread to a new block if
-    /// its ids are below `clock` (a bound read from [`id_clock`] anywhere;
-    /// `u64::MAX` for "above every id handed out so far, on any thread").
-    #[inline]
-    pub(crate) fn at_least(clock: u64) -> Self {
-        IntentId(id_blocks::next(&NEXT_BLOCK, &THREAD_BLOCK, clock))
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        IntentId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The numeric value.
@@ -174,45 +153,9 @@ impl Intent {
         }
     }
 
-    /// An intent buffered in the scope `scope` as it is built (the fast path
-    /// of generated `enqueue`), with the scope's policy chain and cascade depth.
-    #[inline]
-    pub(crate) fn buffered(
-        id: IntentId,
-        task: &'static TaskDef,
-        args: ErasedArgs,
-        origin: &'static Location<'static>,
-        chain: Option<Arc<PolicyLink>>,
-        (scope, cascade_depth): (ScopeId, u32),
-    ) -> Self {
-        Intent {
-            id,
-            task,
-            args,
-            options: None,
-            origin,
-            chain,
-            scope: Some(scope),
-            cascade_depth,
-        }
-    }
-
-    /// The intent's process-unique id. Enqueueing may renumber the intent,
-    /// to keep ids in enqueue order within its scope: the id `enqueue`
-    /// returns is the one it is buffered, reported and dispatched under.
+    /// The intent's process-unique id.
     pub fn id(&self) -> IntentId {
         self.id
-    }
-
-    /// Gives the intent a new id, at least `clock` (a bound from [`id_clock`]).
-    pub(crate) fn renumber_at_least(&mut self, clock: u64) {
-        self.id = IntentId::at_least(clock);
-    }
-
-    /// Gives the intent a new id, above every id handed out so far on any
-    /// thread; later ones of this thread come after it.
-    pub(crate) fn renumber_above_all(&mut self) {
-        self.id = IntentId::at_least(u64::MAX);
     }
 
     /// The task's registered name.

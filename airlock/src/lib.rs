@@ -150,7 +150,6 @@ pub mod envelope;
 mod error;
 pub mod executor;
 pub mod flush;
-mod id_blocks;
 mod intent;
 pub mod policy;
 #[cfg(feature = "_queue")]

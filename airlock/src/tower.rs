@@ -50,7 +50,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -58,8 +58,11 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response, Uri};
 use pin_project_lite::pin_project;
 
+use crate::error::Error;
 use crate::flush::must_finish::MustFinish;
-use crate::scope::{ActiveScope, DiscardReason, Scope, ScopeHandle};
+use crate::flush::FlushReport;
+use crate::scope::lifecycle::{Ending, Finish, Lifecycle};
+use crate::scope::{ActiveScope, DiscardReason, Outcome, Scope, ScopeHandle};
 
 /// What a [`FlushRule`] may look at of the request (captured before the
 /// handler consumes it).
@@ -182,69 +185,101 @@ where
         };
         request.extensions_mut().insert(handle.clone());
         let future = handle.in_scope(|| self.inner.call(request));
-        ResponseFuture {
-            future,
-            handle,
-            scope: RequestScope(Some(scope)),
+        let ending = ByResponse {
             head,
             rule: Arc::clone(&self.layer.rule),
-            flushing: None,
+            _response: PhantomData,
+        };
+        ResponseFuture {
+            inner: Lifecycle::started(scope, future, ending),
+            handle,
         }
     }
 }
 
-/// Discards the request's intents if the request future is dropped before
-/// the response was ready (the client went away).
-struct RequestScope(Option<ActiveScope>);
-
-impl Drop for RequestScope {
-    fn drop(&mut self) {
-        if let Some(scope) = self.0.take() {
-            tracing::debug!(target: "airlock::tower", scope = %scope.info(), "request dropped before its response; intents discarded");
-            scope.discard_with(DiscardReason::Cancelled);
-        }
-    }
+/// The ending of a request scope: the [`FlushRule`] tells a successful
+/// response from a failed one, the scope's behaviour decides (by default:
+/// flush on success), and a flush, once decided, always finishes
+/// ([`MustFinish`]), even if nobody waits for the response any more.
+struct ByResponse<ResBody> {
+    head: RequestHead,
+    rule: Arc<dyn FlushRule>,
+    _response: PhantomData<fn() -> ResBody>,
 }
 
-/// A successful request's flush under way, with the response it releases.
-/// Once the outcome is success the flush must finish even if nobody waits
-/// for the response any more ([`MustFinish`]).
-struct Flushing<ResBody> {
-    flush: MustFinish,
-    response: Option<Response<ResBody>>,
-}
+impl<ResBody, E> Ending<Result<Response<ResBody>, E>> for ByResponse<ResBody> {
+    type Kept = Result<Response<ResBody>, E>;
+    type Output = Result<Response<ResBody>, E>;
 
-impl<ResBody> Flushing<ResBody> {
-    /// Polls the flush; once it is done, the response.
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Response<ResBody>> {
-        if self.response.is_some() {
-            if let Err(error) = std::task::ready!(Pin::new(&mut self.flush).poll(cx)) {
-                // The response already exists (and any transaction committed):
-                // report the lost dispatch loudly rather than fail the request.
-                tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
+    fn end(
+        &mut self,
+        scope: ActiveScope,
+        output: Option<Self::Kept>,
+    ) -> (Option<Self::Kept>, Option<Finish>) {
+        let (outcome, output, refused) = match output {
+            None => (Outcome::Panic, None, None),
+            Some(Err(error)) => (Outcome::Error, Some(Err(error)), None),
+            Some(Ok(response)) => {
+                let (parts, body) = response.into_parts();
+                let success = self.rule.should_flush(&self.head, &parts);
+                let refused = (!success).then(|| format!("the response was {}", parts.status));
+                let outcome = if success {
+                    Outcome::Success
+                } else {
+                    Outcome::Error
+                };
+                (
+                    outcome,
+                    Some(Ok(Response::from_parts(parts, body))),
+                    refused,
+                )
             }
+        };
+        if scope.should_flush(outcome) {
+            let flush = MustFinish::new(Box::pin(scope.flush_async()), "a request's flush");
+            return (output, Some(Box::pin(flush)));
         }
-        Poll::Ready(self.response.take().expect("polled after completion"))
+        let reason = match refused {
+            Some(status) => DiscardReason::Requested(status.into()),
+            None => DiscardReason::from(outcome),
+        };
+        scope.discard_with(reason);
+        (output, None)
+    }
+
+    fn complete(
+        &mut self,
+        output: Self::Kept,
+        finished: Option<Result<FlushReport, Error>>,
+    ) -> Self::Output {
+        if let Some(Err(error)) = finished {
+            // The response already exists (and any transaction committed):
+            // report the lost dispatch loudly rather than fail the request.
+            tracing::error!(target: "airlock::tower", %error, "flushing the request's intents failed");
+        }
+        output
+    }
+
+    fn cancel(scope: ActiveScope) {
+        tracing::debug!(target: "airlock::tower", scope = %scope.info(), "request dropped before its response; intents discarded");
+        scope.discard_with(DiscardReason::Cancelled);
     }
 }
 
 pin_project! {
     /// The response future of [`AirlockService`].
-    pub struct ResponseFuture<F, ResBody> {
+    pub struct ResponseFuture<F: Future, ResBody> {
         #[pin]
-        future: F,
+        inner: Lifecycle<F, ByResponse<ResBody>, F::Output>,
         handle: ScopeHandle,
-        scope: RequestScope,
-        head: RequestHead,
-        rule: Arc<dyn FlushRule>,
-        flushing: Option<Flushing<ResBody>>,
     }
 }
 
-impl<F, ResBody> fmt::Debug for ResponseFuture<F, ResBody> {
+impl<F: Future, ResBody> fmt::Debug for ResponseFuture<F, ResBody> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("scope", self.handle.info())
+            .field("state", &self.inner.stage())
             .finish_non_exhaustive()
     }
 }
@@ -256,46 +291,6 @@ where
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Some(flushing) = this.flushing.as_mut() {
-            return flushing.poll(cx).map(Ok);
-        }
-
-        let future = this.future;
-        let polled = {
-            let _entered = this.handle.enter();
-            std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
-        };
-        let result = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(result)) => result,
-            Err(panic) => {
-                if let Some(scope) = this.scope.0.take() {
-                    scope.discard_with(DiscardReason::Panic);
-                }
-                std::panic::resume_unwind(panic);
-            }
-        };
-        let scope = this.scope.0.take().expect("polled after completion");
-        let response = match result {
-            Ok(response) => response,
-            Err(error) => {
-                scope.discard_with(DiscardReason::Error);
-                return Poll::Ready(Err(error));
-            }
-        };
-        let (parts, body) = response.into_parts();
-        let flush = this.rule.should_flush(this.head, &parts);
-        let response = Response::from_parts(parts, body);
-        if !flush {
-            let reason = format!("the response was {}", response.status());
-            scope.discard_with(DiscardReason::Requested(reason.into()));
-            return Poll::Ready(Ok(response));
-        }
-        let flushing = this.flushing.insert(Flushing {
-            flush: MustFinish::new(Box::pin(scope.flush_async()), "a request's flush"),
-            response: Some(response),
-        });
-        flushing.poll(cx).map(Ok)
+        self.project().inner.poll(cx)
     }
 }

@@ -99,6 +99,7 @@ use crate::error::{BoxError, Error};
 use crate::flush::must_finish::MustFinish;
 use crate::flush::{FlushReport, PreparedFlush};
 use crate::intent::Intent;
+use crate::scope::lifecycle::{Ending, Finish, Lifecycle};
 use crate::scope::{ActiveScope, DiscardReason, Durability, HandleGuard, Scope, ScopeHandle};
 use crate::scope::{Bound, ScopeInfo};
 use crate::task::BoxFuture;
@@ -242,6 +243,15 @@ enum Commit<DB: Database> {
     Co(PushFn<DB>),
 }
 
+// Not derived: the derive would ask `DB: Copy`; the fields are plain `fn`s.
+impl<DB: Database> Clone for Commit<DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: Database> Copy for Commit<DB> {}
+
 impl<DB: Database> fmt::Debug for TxScope<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TxScope")
@@ -259,7 +269,7 @@ impl<DB: Database> TxScope<DB> {
         durability: Durability,
         commit: Commit<DB>,
     ) -> Self {
-        settings.boundary = true;
+        settings.nesting = crate::scope::settings::Nesting::Boundary;
         settings.durability = Some(durability);
         let scope = settings.start();
         let handle = scope.handle();
@@ -335,20 +345,18 @@ impl<DB: Database> TxScope<DB> {
         F: for<'t> FnOnce(&'t mut Transaction<'static, DB>) -> BoxFuture<'t, Result<T, E>>,
         E: From<Error>,
     {
-        let handle = self.handle.clone();
-        let result = handle.bind(body(self.transaction())).await;
-        match result {
-            Ok(value) => {
-                self.commit().await?;
-                Ok(value)
-            }
-            Err(error) => {
-                if let Err(rollback) = self.rollback().await {
-                    tracing::warn!(target: "airlock::tx", error = %rollback, "rollback failed");
-                }
-                Err(error)
-            }
-        }
+        let (scope, mut tx) = self.take();
+        let ending = ByTransaction {
+            handle: self.handle.clone(),
+            commit: self.commit,
+        };
+        // The body borrows the transaction; the future owns it and hands it
+        // back with the body's result, for the commit or the rollback.
+        let body = async move {
+            let result = body(&mut tx).await;
+            (result, tx)
+        };
+        Lifecycle::started(scope, body, ending).await
     }
 
     /// Ends the scope and commits the transaction; see the
@@ -438,6 +446,67 @@ impl<DB: Database> TxScope<DB> {
     fn take(&mut self) -> (ActiveScope, Transaction<'static, DB>) {
         let taken = self.scope.take().zip(self.tx.take());
         taken.expect("commit/rollback consume the scope, so it is still open")
+    }
+}
+
+/// The ending of [`TxScope::run`]: commit on `Ok`, roll back on `Err`; a
+/// panic or a dropped future rolls back too (the transaction drops with the
+/// body). A failed commit replaces an `Ok` with its error; a failed rollback
+/// is logged, and the body's own error is returned.
+struct ByTransaction<DB: Database> {
+    handle: ScopeHandle,
+    commit: Commit<DB>,
+}
+
+impl<DB: Database, T, E: From<Error>> Ending<(Result<T, E>, Transaction<'static, DB>)>
+    for ByTransaction<DB>
+{
+    type Kept = Result<T, E>;
+    type Output = Result<T, E>;
+
+    fn end(
+        &mut self,
+        scope: ActiveScope,
+        output: Option<(Result<T, E>, Transaction<'static, DB>)>,
+    ) -> (Option<Result<T, E>>, Option<Finish>) {
+        let Some((result, tx)) = output else {
+            // The transaction dropped while the panic unwound the body.
+            scope.discard_with(DiscardReason::RolledBack);
+            return (None, None);
+        };
+        let tx_scope = TxScope {
+            tx: Some(tx),
+            scope: Some(scope),
+            handle: self.handle.clone(),
+            commit: self.commit,
+        };
+        let finish: Finish = if result.is_ok() {
+            Box::pin(tx_scope.commit())
+        } else {
+            Box::pin(tx_scope.rollback())
+        };
+        (Some(result), Some(finish))
+    }
+
+    fn complete(
+        &mut self,
+        result: Result<T, E>,
+        finished: Option<Result<FlushReport, Error>>,
+    ) -> Result<T, E> {
+        match (result, finished) {
+            (Ok(_), Some(Err(error))) => Err(E::from(error)),
+            (Err(error), Some(Err(rollback))) => {
+                tracing::warn!(target: "airlock::tx", error = %rollback, "rollback failed");
+                Err(error)
+            }
+            (result, _) => result,
+        }
+    }
+
+    fn cancel(scope: ActiveScope) {
+        // The body, and the transaction it held, dropped with the future.
+        tracing::debug!(target: "airlock::tx", scope = %scope.info(), "transaction scope dropped uncommitted; rolled back");
+        scope.discard_with(DiscardReason::RolledBack);
     }
 }
 

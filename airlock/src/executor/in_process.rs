@@ -8,15 +8,82 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::buffer::{self, Buffer};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::buffer;
 use crate::config;
-use crate::context::TaskFrame;
+use crate::context::{self, FrameGuard, LazyScope};
 use crate::error::BoxError;
 use crate::executor::{DispatchError, Executor};
 use crate::flush::panic_message;
 use crate::intent::Intent;
 use crate::scope::core::ScopeCore;
 use crate::scope::{ActiveScope, Scope};
+
+/// The scope each sync task of a dispatch loop runs in, created only if the
+/// task needs one (it enqueues, opens a scope, asks for `current()`): most
+/// tasks have no effects of their own, and then cost no scope. One frame
+/// serves the tasks of a loop in turn until one of them creates its scope.
+struct TaskFrame {
+    slot: Rc<TaskSlot>,
+    guard: Option<FrameGuard>,
+}
+
+/// The settings of the task scope a [`TaskFrame`] would create, and the
+/// scope once created.
+struct TaskSlot {
+    name: Cell<&'static str>,
+    cascade_depth: Cell<u32>,
+    executor: Option<Arc<dyn Executor>>,
+    created: RefCell<Option<Arc<ScopeCore>>>,
+}
+
+impl LazyScope for TaskSlot {
+    fn create(&self) -> Arc<ScopeCore> {
+        let settings = task_scope(
+            self.name.get(),
+            self.cascade_depth.get(),
+            self.executor.clone(),
+        );
+        let core = ScopeCore::start(settings, None);
+        *self.created.borrow_mut() = Some(Arc::clone(&core));
+        core
+    }
+}
+
+impl TaskFrame {
+    /// A frame whose task scopes dispatch with `executor` (the configured
+    /// one when `None`). Nothing is pushed until [`enter`](Self::enter).
+    fn new(executor: Option<Arc<dyn Executor>>) -> Self {
+        let slot = Rc::new(TaskSlot {
+            name: Cell::new(""),
+            cascade_depth: Cell::new(0),
+            executor,
+            created: RefCell::new(None),
+        });
+        TaskFrame { slot, guard: None }
+    }
+
+    /// Makes the frame current for the task `name`, `cascade_depth` levels deep.
+    fn enter(&mut self, name: &'static str, cascade_depth: u32) {
+        self.slot.name.set(name);
+        self.slot.cascade_depth.set(cascade_depth);
+        if self.guard.is_none() {
+            self.guard = Some(context::push_lazy(
+                Rc::clone(&self.slot) as Rc<dyn LazyScope>
+            ));
+        }
+    }
+
+    /// After a task: the scope it created, if any, with the frame popped so
+    /// the scope ends outside it. Otherwise the frame stays for the next task.
+    fn leave(&mut self) -> Option<Arc<ScopeCore>> {
+        let created = self.slot.created.borrow_mut().take()?;
+        self.guard = None;
+        Some(created)
+    }
+}
 use crate::task::{BoxFuture, Runner, TaskDef};
 
 /// Runs each intent's task in this process, in FIFO order, when the scope
@@ -200,21 +267,20 @@ fn run_sync(intent: Intent, limit: u32, frame: &mut TaskFrame) -> Result<(), Box
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run(args)));
     match frame.leave() {
         None => outcome.unwrap_or_else(|panic| Err(panicked(task.name(), &*panic))),
-        Some(ended) => end_task_scope(ended, task, outcome),
+        Some(created) => end_task_scope(created, task, outcome),
     }
 }
 
 /// Ends the scope a sync task created, as the task ended.
 #[cold]
 fn end_task_scope(
-    (core, pending): (Arc<ScopeCore>, Buffer),
+    core: Arc<ScopeCore>,
     task: &TaskDef,
     outcome: std::thread::Result<Result<(), BoxError>>,
 ) -> Result<(), BoxError> {
     match outcome {
-        Ok(result) => ActiveScope::from_core(core).finish_with(result, pending),
+        Ok(result) => ActiveScope::from_core(core).finish_with(result),
         Err(panic) => {
-            core.publish(pending);
             ActiveScope::from_core(core).finish_panicked();
             Err(panicked(task.name(), &*panic))
         }

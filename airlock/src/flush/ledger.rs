@@ -26,9 +26,6 @@ pub(crate) struct Ledger {
     /// where all intents share a fate (the usual case: all dispatched) then
     /// changes it in one write instead of one per entry.
     all: Option<FateRef>,
-    /// Intents handed on with no entry, because nobody can read them (see
-    /// [`Report`](crate::flush::Report)); counted so logs stay truthful.
-    unrecorded: usize,
     fates: Vec<Fate>,
     records: OnceLock<Arc<[IntentRecord]>>,
 }
@@ -74,7 +71,6 @@ impl Ledger {
         Ledger {
             entries,
             all: None,
-            unrecorded: 0,
             fates: Vec::new(),
             records: OnceLock::new(),
         }
@@ -163,14 +159,9 @@ impl Ledger {
         self.all.unwrap_or(e.fate)
     }
 
-    /// Counts `n` intents handed on without entries.
-    pub(crate) fn note_unrecorded(&mut self, n: usize) {
-        self.unrecorded += n;
-    }
-
-    /// How many intents are noted, recorded or not.
+    /// How many intents are noted.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len() + self.unrecorded
+        self.entries.len()
     }
 
     /// The task names of the entries whose fate matches `pred`, in order,

@@ -13,7 +13,7 @@
 //! Afterwards the scope keeps a compact ledger entry per intent saying what became
 //! of it, read as [`IntentRecord`]s in the [`FlushReport`].
 
-mod ledger;
+pub(crate) mod ledger;
 #[cfg(any(feature = "tower", feature = "sqlx"))]
 pub(crate) mod must_finish;
 mod report;
@@ -226,7 +226,7 @@ impl PreparedFlush {
                 Err((source, not_attempted, in_doubt))
             }
         };
-        let ledger = self.core.end_owned(ScopePhase::Flushed, ledger, None);
+        let ledger = self.core.end(ScopePhase::Flushed, ledger, None);
         let report = FlushReport::new(self.core.info.clone(), ledger);
         match outcome {
             Ok(()) => {
@@ -286,32 +286,12 @@ impl Drop for PreparedFlush {
     }
 }
 
-/// Whether the caller of a flush reads its report. `Scope::run` and its
-/// kin drop it (they only look at an error), so when nothing else can read
-/// the scope either, a nested scope handing every intent to its parent
-/// keeps no record of each: its parent records them again anyway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Report {
-    /// The report goes to the caller.
-    Returned,
-    /// The caller drops the report unread.
-    Dropped,
-}
-
 /// Ends `core` logically and filters it; see the module docs.
-/// `pending` is what the owner's frame buffered and has not published.
-pub(crate) fn prepare(
-    mut core: Arc<ScopeCore>,
-    report: Report,
-    pending: Buffer,
-) -> Result<PreparedFlush, Error> {
-    let buffer = core.close(pending)?;
-    let mut ledger = Ledger::with_capacity(buffer.as_slice().len());
+pub(crate) fn prepare(core: Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
+    let buffer = core.close()?;
+    let mut ledger = Ledger::with_capacity(buffer.len());
     if core.parent.is_some() {
-        // Handles and nested scopes hold the scope too, and may read its
-        // records; with none of them, the report is the only reader.
-        let unread = report == Report::Dropped && Arc::strong_count(&core) == 1;
-        let (candidates, positions) = route_to_ancestors(&core, buffer, &mut ledger, unread)?;
+        let (candidates, positions) = route_to_ancestors(&core, buffer, &mut ledger)?;
         filter(core, ledger, candidates, Entries::Noted(positions))
     } else {
         let scope = core.info.id;
@@ -460,12 +440,10 @@ fn filter(
 
 /// Hands each intent of a nested scope to the nearest ancestor that captures
 /// it; intents every ancestor lets through are returned as dispatch candidates.
-/// When `unread`, intents the parent takes are counted, not recorded.
 fn route_to_ancestors(
     core: &Arc<ScopeCore>,
     buffer: Buffer,
     ledger: &mut Ledger,
-    unread: bool,
 ) -> Result<(Buffer, Positions), Error> {
     let info = &core.info;
     let ancestors: Vec<&Arc<ScopeCore>> = core.ancestors().collect();
@@ -476,13 +454,9 @@ fn route_to_ancestors(
     const NONE: usize = usize::MAX;
     let intents = buffer.as_slice();
     let parent_behavior = &*parent.behavior;
-    let first_escape = if parent_behavior.captures_all_descendants() {
-        None
-    } else {
-        intents
-            .iter()
-            .position(|intent| parent_behavior.allow_descendant_dispatch(info, intent))
-    };
+    let first_escape = intents
+        .iter()
+        .position(|intent| parent_behavior.allow_descendant_dispatch(info, intent));
     let escaped = first_escape.map(|first| {
         let above = |intent: &Intent| {
             ancestors[1..]
@@ -509,16 +483,11 @@ fn route_to_ancestors(
         None => {
             // Hand the buffer over whole, so capture costs a ledger entry per
             // intent and no copying, whatever the nesting depth.
-            let positions = if unread {
-                ledger.note_unrecorded(buffer.as_slice().len());
-                Positions::First(0)
-            } else {
-                let by = ledger.fate(Fate::Captured {
-                    by: parent.info.clone(),
-                });
-                ledger.note_all(buffer.as_slice(), info.id, by);
-                Positions::First(buffer.as_slice().len())
-            };
+            let by = ledger.fate(Fate::Captured {
+                by: parent.info.clone(),
+            });
+            ledger.note_all(buffer.as_slice(), info.id, by);
+            let positions = Positions::First(buffer.len());
             captured.push((buffer, positions));
         }
         Some(takers) => {
@@ -587,7 +556,7 @@ fn route_to_ancestors(
 /// Ends `core` by discarding everything it buffered.
 pub(crate) fn discard(core: &Arc<ScopeCore>, reason: DiscardReason) -> FlushReport {
     let intents = {
-        let mut state = core.state_with_pending();
+        let mut state = core.state();
         if state.phase != ScopePhase::Open {
             return FlushReport::new(core.info.clone(), state.ledger());
         }

@@ -10,11 +10,7 @@ use crate::task::TaskDef;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAll;
 
-impl Policy for AllowAll {
-    fn checks_enqueue(&self) -> bool {
-        false
-    }
-}
+impl Policy for AllowAll {}
 
 /// Buffers everything and dispatches nothing: a dry run. The scope still lists
 /// what it would have dispatched.
@@ -23,10 +19,6 @@ pub struct DropAll;
 
 impl Policy for DropAll {
     fn allows(&self, _: &Intent) -> bool {
-        false
-    }
-
-    fn checks_enqueue(&self) -> bool {
         false
     }
 }
@@ -177,10 +169,6 @@ impl Policy for BlockTasks {
     fn name(&self) -> String {
         format!("BlockTasks({})", self.names.join(", "))
     }
-
-    fn checks_enqueue(&self) -> bool {
-        self.at_enqueue
-    }
 }
 
 /// Logs every intent that reaches flush (at `INFO`, target `airlock::flush`)
@@ -198,9 +186,5 @@ impl Policy for LogOnFlush {
             "flushing intent"
         );
         true
-    }
-
-    fn checks_enqueue(&self) -> bool {
-        false
     }
 }

@@ -28,11 +28,6 @@ pub(crate) struct PolicyLink {
     /// `policy.name()`, computed once: reports name the policy per intent.
     pub(crate) name: Arc<str>,
     pub(crate) source: PolicySource,
-    /// `policy.checks_enqueue()`, asked once.
-    checks_here: bool,
-    /// Whether this link or one further out checks intents at enqueue
-    /// ([`Policy::checks_enqueue`]); if none does, enqueue calls no policy.
-    pub(crate) checks_enqueue: bool,
     next: Option<Arc<PolicyLink>>,
 }
 
@@ -45,13 +40,10 @@ impl PolicyLink {
         source: &PolicySource,
     ) -> Option<Arc<PolicyLink>> {
         policies.iter().rev().fold(next, |next, policy| {
-            let checks_here = policy.checks_enqueue();
             Some(Arc::new(PolicyLink {
                 policy: Arc::clone(policy),
                 name: policy.name().into(),
                 source: source.clone(),
-                checks_here,
-                checks_enqueue: checks_here || next.as_ref().is_some_and(|n| n.checks_enqueue),
                 next,
             }))
         })
@@ -75,14 +67,10 @@ impl PolicyLink {
         start: Option<&Arc<PolicyLink>>,
         intent: &Intent,
     ) -> Result<(), PolicyViolation> {
-        if !start.is_some_and(|link| link.checks_enqueue) {
+        if start.is_none() {
             return Ok(());
         }
-        in_policy(|| {
-            Self::iter(start)
-                .filter(|link| link.checks_here)
-                .try_for_each(|link| link.policy.on_enqueue(intent))
-        })
+        in_policy(|| Self::iter(start).try_for_each(|link| link.policy.on_enqueue(intent)))
     }
 
     /// The link `n` steps down the chain from `start` (0: `start` itself).

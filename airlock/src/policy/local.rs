@@ -9,17 +9,14 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context::{self, Frame};
+use crate::context;
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::policy::Policy;
+use crate::scope::core::Current;
 
-fn local_frame(policy: &Arc<dyn Policy>) -> Frame {
-    let below = context::top();
-    let (scope, chain) = match below {
-        Some(frame) => (frame.scope, frame.chain),
-        None => (None, None),
-    };
-    Frame {
+fn local_frame(policy: &Arc<dyn Policy>) -> Current {
+    let Current { scope, chain } = context::top().unwrap_or_default();
+    Current {
         scope,
         chain: PolicyLink::extend(chain, std::slice::from_ref(policy), &PolicySource::Local),
     }
@@ -66,7 +63,7 @@ pin_project! {
         body: F,
         policy: Arc<dyn Policy>,
         // Built on first poll, under the frames current there, then reused.
-        frame: Option<Frame>,
+        frame: Option<Current>,
     }
 }
 

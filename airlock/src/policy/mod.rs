@@ -6,8 +6,7 @@
 //! policy between where it was enqueued and the outermost scope:
 //!
 //! * at enqueue, `on_enqueue` of each of them, innermost first: any `Err` rejects
-//!   the intent, which is then not buffered (a policy that only filters says
-//!   so with [`Policy::checks_enqueue`], and enqueue then skips it);
+//!   the intent, which is then not buffered;
 //! * at flush, `allows` of each of them, innermost first: the first `false` drops
 //!   the intent, and the scope's report names that policy.
 //!
@@ -82,18 +81,6 @@ pub trait Policy: fmt::Debug + Send + Sync + 'static {
     fn name(&self) -> String {
         format!("{self:?}")
     }
-
-    /// Whether [`on_enqueue`](Self::on_enqueue) can reject or observe
-    /// anything. The default is `true`; a policy that only filters at flush
-    /// (it keeps the default `on_enqueue`) may return `false`, and intents
-    /// enqueued under it are then buffered without the enqueue-time call, on
-    /// the same lock-free path as intents under no policy at all.
-    ///
-    /// Returning `false` while overriding `on_enqueue` means that override is
-    /// never called.
-    fn checks_enqueue(&self) -> bool {
-        true
-    }
 }
 
 /// Builds the [`PolicyViolation`] a policy returns from `on_enqueue`.
@@ -120,9 +107,6 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     fn name(&self) -> String {
         (**self).name()
     }
-    fn checks_enqueue(&self) -> bool {
-        (**self).checks_enqueue()
-    }
 }
 
 impl<P: Policy + ?Sized> Policy for Box<P> {
@@ -134,9 +118,6 @@ impl<P: Policy + ?Sized> Policy for Box<P> {
     }
     fn name(&self) -> String {
         (**self).name()
-    }
-    fn checks_enqueue(&self) -> bool {
-        (**self).checks_enqueue()
     }
 }
 
@@ -189,8 +170,5 @@ impl Policy for Policies {
     fn name(&self) -> String {
         let names: Vec<String> = self.0.iter().map(|p| p.name()).collect();
         format!("[{}]", names.join(", "))
-    }
-    fn checks_enqueue(&self) -> bool {
-        self.0.iter().any(|p| p.checks_enqueue())
     }
 }

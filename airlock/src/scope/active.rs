@@ -1,22 +1,23 @@
 //! The imperative scope API: start, enter, inspect, flush or discard.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::ops::Deref;
-use std::sync::{Arc, MutexGuard};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
-use crate::buffer::Buffer;
-use crate::context::{self, Frame, FrameGuard};
+use crate::context::{self, FrameGuard};
 use crate::error::Error;
-use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush, Report};
+use crate::flush::{self, FlushReport, IntentRecord, PreparedFlush};
 use crate::intent::Intent;
-use crate::scope::core::{ScopeCore, ScopeState};
-use crate::scope::{
-    Bound, DiscardReason, Durability, Outcome, Scope, ScopeId, ScopeInfo, ScopeOutput, ScopePhase,
-};
+use crate::scope::behavior::Outcome;
+use crate::scope::core::{Current, ScopeCore};
+use crate::scope::future::Bound;
+use crate::scope::info::{DiscardReason, Durability, ScopeInfo, ScopePhase};
+use crate::scope::output::ScopeOutput;
+use crate::scope::settings::Scope;
+use crate::scope::state::IntentsGuard;
 
 /// A started scope that its owner ends explicitly: the building block of
 /// `#[scoped]`, [`Scope::run`] and integrations (middleware, transactions).
@@ -57,7 +58,7 @@ impl fmt::Debug for ActiveScope {
 
 impl ActiveScope {
     pub(crate) fn start(settings: Scope) -> Self {
-        Self::from_core(ScopeCore::start(settings))
+        Self::from_core(ScopeCore::start(settings, context::top()))
     }
 
     pub(crate) fn from_core(core: Arc<ScopeCore>) -> Self {
@@ -101,10 +102,7 @@ impl ActiveScope {
     /// because nothing can be lost or doubled by it.
     pub fn enter(&self) -> EnterGuard<'_> {
         EnterGuard {
-            _frame: context::push_owned(Frame {
-                scope: Some(Arc::clone(self.core())),
-                chain: self.core().chain.clone(),
-            }),
+            _frame: enter_core(self.core()),
             _scope: PhantomData,
         }
     }
@@ -117,23 +115,15 @@ impl ActiveScope {
 
     /// The buffered intents, own and captured, in FIFO order.
     pub fn intents(&self) -> IntentsGuard<'_> {
-        IntentsGuard::new(self.core())
+        self.core().intents()
     }
 
     /// Whether the scope's behaviour flushes after this outcome (it sees
-    /// the scope through a [`ScopeView`]).
+    /// the scope through a [`ScopeView`](crate::ScopeView)).
     pub fn should_flush(&self, outcome: Outcome) -> bool {
-        self.decide(outcome, None)
-    }
-
-    /// Asks the behaviour, showing it the scope with what the owner's frame
-    /// handed over (`pending`) once it looks.
-    fn decide(&self, outcome: Outcome, pending: Option<&RefCell<Buffer>>) -> bool {
-        let view = ScopeView {
-            core: self.core(),
-            pending,
-        };
-        self.core().behavior.should_flush(outcome, &view)
+        self.core()
+            .behavior
+            .should_flush(outcome, &self.core().view())
     }
 
     /// Ends the scope as its behaviour decides for `outcome`: flush or discard.
@@ -169,12 +159,11 @@ impl ActiveScope {
     /// panics while filtering (nothing is dispatched), [`Error::ParentClosed`]
     /// if a nested scope outlived its parent.
     pub fn flush(self) -> Result<FlushReport, Error> {
-        self.flush_for(Report::Returned, Buffer::default())
+        self.flush_now()
     }
 
-    /// Flushes, with what the owner's frame still holds (`pending`).
-    fn flush_for(mut self, report: Report, pending: Buffer) -> Result<FlushReport, Error> {
-        flush::prepare(self.end_core(), report, pending)?.dispatch()
+    fn flush_now(mut self) -> Result<FlushReport, Error> {
+        flush::prepare(self.end_core())?.dispatch()
     }
 
     /// Flushes through the executor's async path, so the in-process executor
@@ -182,16 +171,8 @@ impl ActiveScope {
     ///
     /// # Errors
     /// As [`flush`](Self::flush).
-    pub async fn flush_async(self) -> Result<FlushReport, Error> {
-        self.flush_async_for(Report::Returned).await
-    }
-
-    /// [`flush_async`](Self::flush_async) for a caller that says whether it
-    /// reads the report.
-    pub(crate) async fn flush_async_for(mut self, report: Report) -> Result<FlushReport, Error> {
-        flush::prepare(self.end_core(), report, Buffer::default())?
-            .dispatch_async()
-            .await
+    pub async fn flush_async(mut self) -> Result<FlushReport, Error> {
+        flush::prepare(self.end_core())?.dispatch_async().await
     }
 
     /// Ends the scope logically and filters it, leaving the dispatch to the
@@ -201,7 +182,7 @@ impl ActiveScope {
     /// # Errors
     /// [`Error::PolicyPanicked`] or [`Error::ParentClosed`]; see [`flush`](Self::flush).
     pub fn prepare_flush(mut self) -> Result<PreparedFlush, Error> {
-        flush::prepare(self.end_core(), Report::Returned, Buffer::default())
+        flush::prepare(self.end_core())
     }
 
     /// Ends the scope, discarding every buffered intent.
@@ -217,7 +198,7 @@ impl ActiveScope {
     /// (used by [`testing::capture`](crate::testing::capture)).
     pub fn into_intents(mut self) -> Vec<Intent> {
         let core = self.end_core();
-        let intents = core.state_with_pending().buffer.take().into_intents();
+        let intents = core.state().buffer.take().into_intents();
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
         flush::end_discarded(&core, &intents, reason);
         intents
@@ -227,7 +208,7 @@ impl ActiveScope {
     /// so (outside the unwind: the caller caught the panic), else discards.
     pub(crate) fn finish_panicked(self) {
         if self.should_flush(Outcome::Panic) {
-            if let Err(error) = self.flush_for(Report::Dropped, Buffer::default()) {
+            if let Err(error) = self.flush_now() {
                 tracing::error!(target: "airlock::scope", %error, "flush after a panic failed");
             }
         } else {
@@ -236,21 +217,16 @@ impl ActiveScope {
     }
 
     /// Ends the scope for a body that returned `output`, and folds a flush
-    /// error into it. `pending` is what the owner's frame buffered and handed
-    /// over as it was popped ([`EnterGuard::leave`]).
-    pub(crate) fn finish_with<R: ScopeOutput>(self, output: R, pending: Buffer) -> R {
+    /// error into it.
+    pub(crate) fn finish_with<R: ScopeOutput>(self, output: R) -> R {
         let outcome = if output.is_success() {
             Outcome::Success
         } else {
             Outcome::Error
         };
-        let pending = RefCell::new(pending);
-        let flush = self.decide(outcome, Some(&pending));
-        let pending = pending.into_inner();
-        let ended = if flush {
-            self.flush_for(Report::Dropped, pending)
+        let ended = if self.should_flush(outcome) {
+            self.flush_now()
         } else {
-            self.core().publish(pending);
             Ok(self.discard_with(DiscardReason::from(outcome)))
         };
         match ended {
@@ -284,8 +260,9 @@ impl From<Outcome> for DiscardReason {
     }
 }
 
+/// Makes `core` current on this thread until the guard drops.
 pub(crate) fn enter_core(core: &Arc<ScopeCore>) -> FrameGuard {
-    context::push(Frame {
+    context::push(Current {
         scope: Some(Arc::clone(core)),
         chain: core.chain.clone(),
     })
@@ -296,14 +273,6 @@ pub(crate) fn enter_core(core: &Arc<ScopeCore>) -> FrameGuard {
 pub struct EnterGuard<'a> {
     _frame: FrameGuard,
     _scope: PhantomData<&'a ActiveScope>,
-}
-
-impl EnterGuard<'_> {
-    /// Leaves the scope, handing over what this frame buffered instead of
-    /// publishing it: for an owner about to end the scope.
-    pub(crate) fn leave(self) -> Buffer {
-        self._frame.into_pending()
-    }
 }
 
 impl fmt::Debug for EnterGuard<'_> {
@@ -361,21 +330,17 @@ impl ScopeHandle {
         self.0.durability
     }
 
-    /// The buffered intents (empty once the scope has ended; see [`records`](Self::records)).
-    ///
-    /// The scope's owner (the code running inside it through
-    /// [`ActiveScope::enter`], [`Scope::run`] or a scoped future) buffers its
-    /// intents without locking and hands them to the scope when it leaves it
-    /// (or its future's poll returns): on another thread a handle sees them
-    /// from then on; on the owner's thread, at once.
+    /// The buffered intents (empty once the scope has ended; see
+    /// [`records`](Self::records)): the same intents on every thread, as
+    /// soon as each `enqueue` returns.
     pub fn intents(&self) -> IntentsGuard<'_> {
-        IntentsGuard::new(&self.0)
+        self.0.intents()
     }
 
     /// One record per intent: buffered ones while the scope is open, and what
     /// became of each once it has ended.
     pub fn records(&self) -> Arc<[IntentRecord]> {
-        let state = self.0.state_with_pending();
+        let state = self.0.state();
         if state.phase == ScopePhase::Open {
             state
                 .buffer
@@ -429,123 +394,36 @@ impl fmt::Debug for HandleGuard {
 /// future), if any.
 pub fn current() -> Option<ScopeHandle> {
     context::top()
-        .and_then(|frame| frame.scope)
+        .and_then(|current| current.scope)
         .map(ScopeHandle)
 }
 
-thread_local! {
-    // The scopes whose intents this thread currently holds (IntentsGuard).
-    static INSPECTING: RefCell<Vec<ScopeId>> = const { RefCell::new(Vec::new()) };
-    // How many there are: every enqueue asks, and the answer is almost always
-    // "none", which this plain counter gives without touching the list.
-    static INSPECTING_COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Whether this thread holds an [`IntentsGuard`] of scope `id`.
-#[inline]
-pub(crate) fn is_inspecting(id: ScopeId) -> bool {
-    INSPECTING_COUNT.with(Cell::get) != 0 && INSPECTING.with(|ids| ids.borrow().contains(&id))
-}
-
-/// What a [`ScopeBehavior`](crate::ScopeBehavior) sees of the scope it
-/// decides for: its identity and, read-only, every intent it holds (the
-/// owner's, those enqueued through handles on other threads, and those
-/// captured from nested scopes), whichever way the scope is run.
-pub struct ScopeView<'a> {
-    core: &'a Arc<ScopeCore>,
-    /// What the owner's frame handed over as the body ended, not yet in the
-    /// scope's buffer: moved in when the behaviour first looks.
-    pending: Option<&'a RefCell<Buffer>>,
-}
-
-impl<'a> ScopeView<'a> {
-    /// The scope's identity.
-    pub fn info(&self) -> &ScopeInfo {
-        &self.core.info
+impl Scope {
+    /// Starts the scope for imperative use: enter it with
+    /// [`ActiveScope::enter`], end it with [`ActiveScope::flush`] or
+    /// [`ActiveScope::discard`]. Its parent is the scope current right now.
+    pub fn start(self) -> ActiveScope {
+        ActiveScope::start(self)
     }
 
-    /// The scope's buffered intents, in FIFO order; see [`IntentsGuard`] for
-    /// what holding it allows.
-    pub fn intents(&self) -> IntentsGuard<'a> {
-        if let Some(pending) = self.pending {
-            let pending = pending.take();
-            if !pending.as_slice().is_empty() {
-                self.core.publish(pending);
+    /// Runs `body` inside the scope: flushes if it returns `Ok`, discards if it
+    /// returns `Err` or panics (the panic then continues). A flush failure
+    /// turns an `Ok` into `Err(E::from(error))`.
+    pub fn run<R: ScopeOutput>(self, body: impl FnOnce() -> R) -> R {
+        let active = self.start();
+        // Catch the panic rather than discard from a destructor, so a
+        // behaviour that flushes on panic (`AlwaysFlush`) flushes outside the
+        // unwinding, then let the panic continue.
+        let output = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let _entered = active.enter();
+            body()
+        }));
+        match output {
+            Ok(output) => active.finish_with(output),
+            Err(panic) => {
+                active.finish_panicked();
+                std::panic::resume_unwind(panic)
             }
         }
-        IntentsGuard::new(self.core)
-    }
-}
-
-impl fmt::Debug for ScopeView<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopeView")
-            .field("scope", &self.core.info)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The buffered intents of a scope, borrowed, like a `RefCell` borrow: while it
-/// lives, `enqueue` into this scope on this thread fails with
-/// [`Error::ScopeBusy`], and reading the scope's `intents()` or `records()`
-/// again on this thread panics with a message saying to drop the guard, rather
-/// than deadlocking. [`ScopeHandle::phase`] stays available.
-pub struct IntentsGuard<'a> {
-    state: MutexGuard<'a, ScopeState>,
-    info: &'a ScopeInfo,
-}
-
-impl<'a> IntentsGuard<'a> {
-    fn new(core: &'a Arc<ScopeCore>) -> Self {
-        let state = core.state_with_pending();
-        INSPECTING.with(|ids| ids.borrow_mut().push(core.info.id));
-        INSPECTING_COUNT.with(|count| count.set(count.get() + 1));
-        IntentsGuard {
-            state,
-            info: &core.info,
-        }
-    }
-
-    /// Intents enqueued directly in this scope.
-    pub fn own(&self) -> impl Iterator<Item = &Intent> {
-        let id = self.info.id;
-        self.iter().filter(move |i| i.scope == Some(id))
-    }
-
-    /// Intents captured from nested scopes.
-    pub fn captured(&self) -> impl Iterator<Item = &Intent> {
-        let id = self.info.id;
-        self.iter().filter(move |i| i.scope != Some(id))
-    }
-
-    /// The task names, in order.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.iter().map(Intent::name).collect()
-    }
-}
-
-impl Deref for IntentsGuard<'_> {
-    type Target = [Intent];
-    fn deref(&self) -> &[Intent] {
-        self.state.buffer.as_slice()
-    }
-}
-
-impl Drop for IntentsGuard<'_> {
-    fn drop(&mut self) {
-        let id = self.info.id;
-        let _ = INSPECTING.try_with(|ids| {
-            let mut ids = ids.borrow_mut();
-            if let Some(pos) = ids.iter().rposition(|i| *i == id) {
-                ids.remove(pos);
-            }
-        });
-        let _ = INSPECTING_COUNT.try_with(|count| count.set(count.get().saturating_sub(1)));
-    }
-}
-
-impl fmt::Debug for IntentsGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
     }
 }

@@ -1,9 +1,11 @@
 //! Lifecycle hooks: when a scope flushes, and what its descendants may dispatch.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use crate::intent::Intent;
-use crate::scope::{ScopeInfo, ScopeView};
+use crate::scope::info::ScopeInfo;
+use crate::scope::state::{IntentsGuard, ScopeState};
 
 /// How a scope's body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +20,8 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// A scope's lifecycle decisions. Every method has the default airlock-py uses.
+/// A scope's lifecycle decisions. Every method has a default: flush on success,
+/// and let the outermost scope decide for every descendant.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,26 +97,13 @@ pub trait ScopeBehavior: fmt::Debug + Send + Sync + 'static {
         let _ = (exiting, intent);
         false
     }
-
-    /// Whether [`allow_descendant_dispatch`](Self::allow_descendant_dispatch)
-    /// says `false` to every intent, so a descendant ending need not ask it
-    /// intent by intent. Default: `false` (ask). Return `true` only from a
-    /// behaviour that keeps the default `allow_descendant_dispatch`, as the
-    /// built-in ones do.
-    fn captures_all_descendants(&self) -> bool {
-        false
-    }
 }
 
 /// The default behaviour: flush on success, capture every descendant's intents.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultBehavior;
 
-impl ScopeBehavior for DefaultBehavior {
-    fn captures_all_descendants(&self) -> bool {
-        true
-    }
-}
+impl ScopeBehavior for DefaultBehavior {}
 
 /// Flush whatever the outcome, except cancellation: for scopes whose intents
 /// report failures (alerts, audit logs).
@@ -124,8 +114,38 @@ impl ScopeBehavior for AlwaysFlush {
     fn should_flush(&self, outcome: Outcome, _scope: &ScopeView<'_>) -> bool {
         outcome != Outcome::Cancelled
     }
+}
 
-    fn captures_all_descendants(&self) -> bool {
-        true
+/// What a [`ScopeBehavior`] sees of the scope it decides for: its identity
+/// and, read-only, every intent it holds (the owner's, those enqueued through
+/// handles on other threads, and those captured from nested scopes),
+/// whichever way the scope is run.
+pub struct ScopeView<'a> {
+    info: &'a ScopeInfo,
+    state: &'a Mutex<ScopeState>,
+}
+
+impl<'a> ScopeView<'a> {
+    pub(crate) fn new(info: &'a ScopeInfo, state: &'a Mutex<ScopeState>) -> Self {
+        ScopeView { info, state }
+    }
+
+    /// The scope's identity.
+    pub fn info(&self) -> &ScopeInfo {
+        self.info
+    }
+
+    /// The scope's buffered intents, in FIFO order; see [`IntentsGuard`] for
+    /// what holding it allows.
+    pub fn intents(&self) -> IntentsGuard<'a> {
+        IntentsGuard::new(self.state, self.info)
+    }
+}
+
+impl fmt::Debug for ScopeView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeView")
+            .field("scope", self.info)
+            .finish_non_exhaustive()
     }
 }
