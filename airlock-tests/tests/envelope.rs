@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use airlock::envelope::{Envelope, ENVELOPE_VERSION};
 use airlock::testing::capture;
-use airlock::Error;
+use airlock::{ArgsError, Error};
 use airlock_tests::{cascade, record, runs, tag};
 
 fn one_envelope(f: impl FnOnce() -> airlock::Result<()>) -> Envelope {
@@ -261,7 +261,7 @@ fn undecodable_arguments_name_the_task() {
         .into_intent()
         .unwrap_err();
     assert!(
-        matches!(error, Error::Decode { task: "record", .. }),
+        matches!(error, Error::Args(ArgsError::Decode { task: "record", .. })),
         "{error:?}"
     );
 }
@@ -376,10 +376,10 @@ fn arguments_nested_deeper_than_a_worker_reads_are_refused_by_the_producer() {
     assert!(
         matches!(
             error,
-            Error::Encode {
+            Error::Args(ArgsError::Encode {
                 task: "envelope.carry",
                 ..
-            }
+            })
         ),
         "{error:?}"
     );
@@ -391,10 +391,10 @@ fn arguments_nested_deeper_than_a_worker_reads_are_refused_by_the_producer() {
     assert!(
         matches!(
             error,
-            Error::Encode {
+            Error::Args(ArgsError::Encode {
                 task: "envelope.carry",
                 ..
-            }
+            })
         ),
         "{error:?}"
     );

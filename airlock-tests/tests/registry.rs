@@ -1,7 +1,7 @@
 //! The task registry: listing, lookup with suggestions, and decoding
 //! arguments back into runnable intents.
 
-use airlock::{Error, Intent, TaskKind};
+use airlock::{ArgsError, Intent, LookupError, TaskKind};
 use airlock_tests::{record, runs, tag};
 
 const FIXTURES: &[&str] = &[
@@ -63,7 +63,7 @@ fn get_finds_a_task_by_its_stable_name() {
 #[test]
 fn an_unknown_name_lists_suggestions_and_every_registered_name() {
     let err = airlock::registry().get("warehouse.notfy").unwrap_err();
-    let Error::UnknownTask(unknown) = &err else {
+    let LookupError::Unknown(unknown) = &err else {
         panic!("expected UnknownTask, got {err:?}");
     };
     assert_eq!(unknown.name, "warehouse.notfy");
@@ -95,7 +95,7 @@ fn an_unknown_name_lists_suggestions_and_every_registered_name() {
         "the linking pitfall is explained: {message}"
     );
 
-    let Err(Error::UnknownTask(unknown)) = airlock::registry().get("recor") else {
+    let Err(LookupError::Unknown(unknown)) = airlock::registry().get("recor") else {
         panic!("expected UnknownTask");
     };
     assert_eq!(
@@ -104,7 +104,7 @@ fn an_unknown_name_lists_suggestions_and_every_registered_name() {
     );
 
     // Nothing close: no suggestion, but still the list.
-    let Err(Error::UnknownTask(unknown)) = airlock::registry().get("zzzzzzzzzzzzzzzz") else {
+    let Err(LookupError::Unknown(unknown)) = airlock::registry().get("zzzzzzzzzzzzzzzz") else {
         panic!("expected UnknownTask");
     };
     assert!(unknown.suggestions.is_empty());
@@ -121,7 +121,7 @@ fn decoding_bad_json_is_a_decode_error_naming_the_task() {
     let err = record::TASK
         .decode_args(serde_json::json!({ "tag": 5, "value": 1 }))
         .expect_err("a number is not a string");
-    let Error::Decode { task, source } = &err else {
+    let ArgsError::Decode { task, source } = &err else {
         panic!("expected Decode, got {err:?}");
     };
     assert_eq!(*task, "record");
@@ -134,7 +134,7 @@ fn decoding_bad_json_is_a_decode_error_naming_the_task() {
         .decode_args(serde_json::json!({ "tag": "x" }))
         .err();
     assert!(
-        matches!(&missing, Some(Error::Decode { task: "record", source }) if source.to_string().contains("`value`")),
+        matches!(&missing, Some(ArgsError::Decode { task: "record", source }) if source.to_string().contains("`value`")),
         "{missing:?}"
     );
 }

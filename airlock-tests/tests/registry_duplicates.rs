@@ -2,7 +2,7 @@
 //! definitions, and configuration refuses to start. Its own binary, so the
 //! duplicate does not leak into the other tests' registry.
 
-use airlock::{Config, ConfigError, Error};
+use airlock::{Config, ConfigError, DuplicateTask, Error, LookupError};
 
 // This binary names nothing from the fixture crate; this is the documented
 // way to link its tasks anyway.
@@ -37,15 +37,13 @@ fn locations() -> [String; 2] {
 }
 
 /// Checks a `DuplicateTask` error names "dup.task" and both definitions.
-fn assert_duplicate(err: &Error) {
-    let Error::DuplicateTask {
+fn assert_duplicate(err: &DuplicateTask) {
+    let DuplicateTask {
         name,
         first,
         second,
-    } = err
-    else {
-        panic!("expected DuplicateTask, got {err:?}");
-    };
+        ..
+    } = err;
     assert_eq!(name, "dup.task");
     let [billing, shipping] = locations();
     // Registration order is up to the linker: accept either order.
@@ -86,7 +84,12 @@ fn validate_reports_both_definitions() {
 #[test]
 fn get_of_a_duplicated_name_is_an_error() {
     let err = airlock::registry().get("dup.task").unwrap_err();
-    assert_duplicate(&err);
+    let LookupError::Duplicate(duplicate) = &err else {
+        panic!("expected LookupError::Duplicate, got {err:?}");
+    };
+    assert_duplicate(duplicate);
+    // As an airlock::Error it is the DuplicateTask variant.
+    assert!(matches!(Error::from(err), Error::DuplicateTask(_)));
     // Other names are unaffected (the fixtures are linked by `use ... as _`).
     let record = airlock::registry().get("record");
     assert!(record.is_ok(), "{record:?}");

@@ -33,7 +33,7 @@ fn a_schedule_past_the_year_9999_is_a_typed_error_at_enqueue() {
         ),
     ] {
         match result {
-            Err(Error::Schedule { task, reason }) => {
+            Err(Error::Schedule(airlock::ScheduleError { task, reason })) => {
                 assert_eq!(task, "record", "{what}");
                 assert!(reason.contains("9999"), "{what}: {reason}");
             }

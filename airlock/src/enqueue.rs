@@ -3,15 +3,16 @@
 
 use std::any::Any;
 use std::panic::Location;
+use std::time::SystemTime;
 
 use crate::context;
 use crate::error::Error;
-use crate::intent::{Intent, IntentId};
+use crate::intent::{Intent, IntentBuilder, IntentId};
 use crate::policy::chain::{is_in_policy, PolicyLink};
 use std::sync::Arc;
 
 use crate::scope::core::ScopeCore;
-use crate::task::TaskDef;
+use crate::task::{Task, TaskDef};
 
 /// Enqueues a prebuilt intent into the current scope.
 ///
@@ -105,4 +106,19 @@ pub(crate) fn enqueue_new<A: Any + Send + Sync>(
     origin: &'static Location<'static>,
 ) -> Result<IntentId, Error> {
     enqueue(Intent::from_erased(task, Box::new(args), None, origin))
+}
+
+impl<T: Task> IntentBuilder<T> {
+    /// Enqueues the intent into the current scope, after checking that its
+    /// schedule is one a queue can store.
+    ///
+    /// # Errors
+    /// [`Error::Schedule`] for a `delay` or `run_at` after the year 9999;
+    /// otherwise as [`enqueue`](crate::enqueue()): no scope, a closed scope,
+    /// or a policy rejection.
+    pub fn enqueue(self) -> Result<IntentId, Error> {
+        let intent = self.build();
+        intent.due_at(SystemTime::now())?;
+        enqueue(intent)
+    }
 }

@@ -29,6 +29,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::intent::{DispatchOptions, Intent};
 use crate::registry::registry;
+use crate::task::ArgsError;
+
+/// The queue name airlock uses unless told otherwise (apalis would default to
+/// a Rust type name).
+pub const DEFAULT_QUEUE: &str = "airlock";
+
+/// Attempts a queue makes when the intent does not say (apalis defaults to 25).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// The envelope format this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -212,28 +220,29 @@ fn nesting_depth<'v>(value: &'v serde_json::Value) -> usize {
     deepest
 }
 
-/// [`Error::Encode`] unless `args` nest at most [`MAX_ARGS_DEPTH`] levels.
+/// [`ArgsError::Encode`] unless `args` nest at most [`MAX_ARGS_DEPTH`] levels.
 fn check_depth(intent: &Intent, args: &serde_json::Value) -> Result<(), Error> {
     let depth = nesting_depth(args);
     if depth > MAX_ARGS_DEPTH {
-        return Err(Error::Encode {
+        return Err(ArgsError::Encode {
             task: intent.task().name(),
             source: serde::ser::Error::custom(format_args!(
                 "they nest {depth} levels deep, and a worker's JSON parser reads at most \
                  {MAX_ARGS_DEPTH} inside the envelope: the job could never run"
             )),
-        });
+        }
+        .into());
     }
     Ok(())
 }
 
-/// [`Error::Encode`] unless an envelope of `len` bytes fits the configured
+/// [`ArgsError::Encode`] unless an envelope of `len` bytes fits the configured
 /// [`Config::max_payload_bytes`](crate::Config::max_payload_bytes): a worker
 /// would abort a larger job unread, so it must not be queued.
 fn check_size(intent: &Intent, len: usize) -> Result<(), Error> {
     let limit = crate::config::with_current(|config| config.max_payload_bytes);
     if len > limit {
-        return Err(Error::Encode {
+        return Err(ArgsError::Encode {
             task: intent.task().name(),
             source: serde::ser::Error::custom(format_args!(
                 "the job's envelope would be {len} bytes, over the {limit}-byte limit \
@@ -241,7 +250,8 @@ fn check_size(intent: &Intent, len: usize) -> Result<(), Error> {
                  Pass a reference to the data (an id, a key) instead of the data, or raise \
                  the limit on producers and workers alike"
             )),
-        });
+        }
+        .into());
     }
     Ok(())
 }
@@ -287,7 +297,7 @@ impl Envelope {
     /// Serializes `intent`'s arguments and options into an envelope with `id`.
     ///
     /// # Errors
-    /// [`Error::Encode`] if an argument fails to serialize, or the arguments
+    /// [`ArgsError::Encode`] if an argument fails to serialize, or the arguments
     /// nest deeper than [`MAX_ARGS_DEPTH`] (a worker could not read them).
     pub fn from_intent(intent: &Intent, id: impl Into<String>) -> Result<Self, Error> {
         let args = intent.args_json()?;
@@ -317,7 +327,7 @@ impl Envelope {
     /// these.
     ///
     /// # Errors
-    /// As [`from_intent`](Self::from_intent): [`Error::Encode`] if an argument
+    /// As [`from_intent`](Self::from_intent): [`ArgsError::Encode`] if an argument
     /// fails to serialize, the arguments nest deeper than [`MAX_ARGS_DEPTH`],
     /// or the bytes exceed
     /// [`Config::max_payload_bytes`](crate::Config::max_payload_bytes); [`Error::Envelope`] in the unlikely case the JSON
@@ -387,7 +397,7 @@ impl Envelope {
     ///
     /// # Errors
     /// [`Error::UnknownTask`] (listing the registered names) or
-    /// [`Error::Decode`] (naming the task) when the arguments do not fit;
+    /// [`ArgsError::Decode`] (naming the task) when the arguments do not fit;
     /// [`Error::Envelope`] for a `run_at_ms` past what the platform's clock
     /// represents.
     #[track_caller]

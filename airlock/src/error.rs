@@ -1,12 +1,14 @@
 //! The one error type every fallible airlock operation returns.
 
-use std::fmt;
+use crate::flush::report::DispatchFailure;
+use crate::intent::Intent;
+use crate::scope::info::{ScopeInfo, ScopePhase};
 
-use crate::flush::DispatchFailure;
-use crate::scope::{ScopeInfo, ScopePhase};
-
-/// A boxed error as tasks and executors report it.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::config::error::ConfigError;
+pub use crate::intent::ScheduleError;
+pub use crate::policy::PolicyViolation;
+pub use crate::registry::{DuplicateTask, LookupError, UnknownTask};
+pub use crate::task::{ArgsError, BoxError};
 
 /// `Result` with [`enum@Error`] as its error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -89,46 +91,12 @@ pub enum Error {
     UnknownTask(#[from] UnknownTask),
 
     /// Two tasks were registered under the same name.
-    #[error(
-        "task name `{name}` is registered twice: at {first} and at {second}. \
-         Task names cross process boundaries and must be unique: give one of them \
-         #[airlock::task(name = \"...\")]"
-    )]
-    DuplicateTask {
-        /// The duplicated name.
-        name: String,
-        /// Where the first registration is (`file:line`).
-        first: String,
-        /// Where the second registration is (`file:line`).
-        second: String,
-    },
+    #[error(transparent)]
+    DuplicateTask(#[from] DuplicateTask),
 
-    /// Serialized arguments could not be decoded into the task's argument type.
-    ///
-    /// The message shows only the head and tail of the JSON error's text
-    /// (clipped): serde quotes the offending value, and a drifted type
-    /// must not copy an argument (a token, an email, megabytes of text) into
-    /// logs and the queue's result column. The full error is the `source`.
-    #[error(
-        "the arguments for task `{task}` cannot be decoded: {}. \
-         The payload must be a JSON object with the task's parameter names as keys",
-        Clipped::new(source, DECODE_TEXT_BYTES)
-    )]
-    Decode {
-        /// The task whose arguments failed to decode.
-        task: &'static str,
-        /// The underlying JSON error.
-        source: serde_json::Error,
-    },
-
-    /// Arguments could not be serialized (only happens when an intent leaves the process).
-    #[error("the arguments for task `{task}` cannot be serialized: {source}")]
-    Encode {
-        /// The task whose arguments failed to encode.
-        task: &'static str,
-        /// The underlying JSON error.
-        source: serde_json::Error,
-    },
+    /// A task's arguments could not be decoded from, or encoded to, JSON.
+    #[error(transparent)]
+    Args(#[from] ArgsError),
 
     /// A payload is not an airlock envelope, or a malformed one.
     #[error("{reason}")]
@@ -218,7 +186,7 @@ pub enum Error {
         /// An after-commit scope's intents, never dispatched: dispatch them
         /// yourself once the database shows the transaction committed.
         /// Empty for co-commit (its jobs share the transaction's fate).
-        in_doubt: Vec<crate::intent::Intent>,
+        in_doubt: Vec<Intent>,
         /// The connection error.
         source: BoxError,
     },
@@ -235,13 +203,8 @@ pub enum Error {
 
     /// An intent's `delay` or `run_at` lies beyond what a queue can schedule
     /// (after the year 9999), or an executor cannot honour it.
-    #[error("cannot schedule `{task}`: {reason}")]
-    Schedule {
-        /// The task whose schedule was refused.
-        task: &'static str,
-        /// What is wrong with it, and what to do.
-        reason: String,
-    },
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
 
     /// A scope method was called in a state that does not allow it.
     #[error("{0}")]
@@ -259,184 +222,17 @@ pub enum Error {
     },
 }
 
-/// How much of a JSON decoding error's text [`Error::Decode`] shows.
-const DECODE_TEXT_BYTES: usize = 160;
-
-/// Shows at most about `max` bytes of a value's text: its head and its tail
-/// with the middle replaced by `[… N bytes …]`, cut on character
-/// boundaries.
-///
-/// Error texts that come from the wire (a serde error quoting an argument, a
-/// task name, a task's own error) go through it before they reach a log or a
-/// queue's result column, so no payload can make them large.
-///
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clipped<'a, T: ?Sized> {
-    value: &'a T,
-    max: usize,
-}
-
-impl<'a, T: fmt::Display + ?Sized> Clipped<'a, T> {
-    /// `value`'s text, at most about `max` bytes of it.
-    pub(crate) fn new(value: &'a T, max: usize) -> Self {
-        Clipped { value, max }
-    }
-}
-
-impl<T: fmt::Display + ?Sized> fmt::Display for Clipped<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.value.to_string();
-        if text.len() <= self.max {
-            return f.write_str(&text);
+impl From<LookupError> for Error {
+    fn from(error: LookupError) -> Self {
+        match error {
+            LookupError::Unknown(unknown) => Error::UnknownTask(unknown),
+            LookupError::Duplicate(duplicate) => Error::DuplicateTask(duplicate),
         }
-        // Two thirds for the head (what it is), a third for the tail (what
-        // was expected, and where): serde puts the quoted value in between.
-        let head = floor_char_boundary(&text, self.max * 2 / 3);
-        let tail = ceil_char_boundary(&text, text.len() - self.max / 3);
-        write!(
-            f,
-            "{}[… {} bytes …]{}",
-            &text[..head],
-            tail - head,
-            &text[tail..]
-        )
     }
-}
-
-fn floor_char_boundary(text: &str, mut at: usize) -> usize {
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    at
-}
-
-fn ceil_char_boundary(text: &str, mut at: usize) -> usize {
-    while !text.is_char_boundary(at) {
-        at += 1;
-    }
-    at
 }
 
 impl From<DispatchFailure> for Error {
     fn from(failure: DispatchFailure) -> Self {
         Error::Dispatch(Box::new(failure))
-    }
-}
-
-/// A policy refused an intent at enqueue time.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("policy {policy} rejected `{task}` (enqueued at {origin}): {reason}")]
-pub struct PolicyViolation {
-    /// The name of the policy that refused.
-    pub policy: String,
-    /// The task that was refused.
-    pub task: &'static str,
-    /// Where the refused `enqueue` was called.
-    pub origin: String,
-    /// Why, in the policy's words.
-    pub reason: String,
-}
-
-/// No task is registered under a name; carries the names that are.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct UnknownTask {
-    /// The name that was looked up.
-    pub name: String,
-    /// The registered names closest to `name`, best first.
-    pub suggestions: Vec<String>,
-    /// Every registered name, sorted.
-    pub known: Vec<String>,
-}
-
-impl fmt::Display for UnknownTask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The name may come from the wire: show a bounded part of it.
-        write!(
-            f,
-            "no task is registered under the name `{}`",
-            Clipped::new(&self.name, 120)
-        )?;
-        if !self.suggestions.is_empty() {
-            write!(f, "; did you mean ")?;
-            write_names(f, &self.suggestions, " or ")?;
-            write!(f, "?")?;
-        } else {
-            write!(f, ".")?;
-        }
-        if self.known.is_empty() {
-            write!(
-                f,
-                " No tasks are registered at all: is the crate that defines them linked? \
-                 Add `use that_crate as _;` to the binary"
-            )
-        } else {
-            write!(f, " Registered tasks: ")?;
-            write_names(f, &self.known, ", ")?;
-            write!(
-                f,
-                ". A task defined in a crate the binary never uses is not linked: \
-                 add `use that_crate as _;`"
-            )
-        }
-    }
-}
-
-fn write_names(f: &mut fmt::Formatter<'_>, names: &[String], sep: &str) -> fmt::Result {
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            f.write_str(sep)?;
-        }
-        write!(f, "`{name}`")?;
-    }
-    Ok(())
-}
-
-/// Configuration could not be built or applied.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A policy names a task that is not registered.
-    #[error("{setting}: {lookup}")]
-    UnknownTask {
-        /// Where the name came from, e.g. `AIRLOCK_BLOCK_TASKS`.
-        setting: String,
-        /// The failed lookup, with suggestions and the registered names.
-        lookup: UnknownTask,
-    },
-    /// A setting has a value airlock does not understand.
-    #[error("invalid value {value:?} for {setting}: {expected}")]
-    InvalidValue {
-        /// The setting, e.g. an environment variable name.
-        setting: String,
-        /// The value found.
-        value: String,
-        /// What would be accepted instead.
-        expected: String,
-    },
-    /// The task registry is inconsistent (duplicate names).
-    #[error(transparent)]
-    Registry(Box<Error>),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Clipped;
-
-    #[test]
-    fn clipped_keeps_a_short_text_whole_and_a_long_one_bounded_at_both_ends() {
-        assert_eq!(Clipped::new("short", 80).to_string(), "short");
-        let text = format!(
-            "invalid type: string \"{}\", expected u64",
-            "x".repeat(10_000)
-        );
-        let shown = Clipped::new(&text, 80).to_string();
-        assert!(shown.len() < 120, "{shown}");
-        assert!(shown.starts_with("invalid type: string \"xxx"), "{shown}");
-        assert!(shown.ends_with("expected u64"), "{shown}");
-        assert!(shown.contains("bytes …]"), "{shown}");
-        // Multi-byte characters are cut on their boundaries, never inside.
-        let wide = "é".repeat(1_000);
-        let shown = Clipped::new(&wide, 81).to_string();
-        assert!(shown.len() < 130, "{shown}");
     }
 }

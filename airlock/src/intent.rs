@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::error::Error;
 use crate::policy::chain::{PolicyLink, PolicySource};
 use crate::policy::Policy;
 use crate::scope::ScopeId;
-use crate::task::{ErasedArgs, Task, TaskDef};
+use crate::task::{ArgsError, ErasedArgs, Task, TaskDef};
 
 /// A process-unique identifier of an intent, given when the intent is
 /// built and never changed: the id `enqueue` returns is the one the intent is
@@ -194,8 +193,8 @@ impl Intent {
     /// travel to a queue. This is the only place arguments are serialized.
     ///
     /// # Errors
-    /// [`Error::Encode`] if an argument's `Serialize` impl fails.
-    pub fn args_json(&self) -> Result<serde_json::Value, Error> {
+    /// [`ArgsError::Encode`] if an argument's `Serialize` impl fails.
+    pub fn args_json(&self) -> Result<serde_json::Value, ArgsError> {
         self.task.encode_args(&*self.args)
     }
 
@@ -216,12 +215,12 @@ impl Intent {
     /// run at once. What an executor that honours schedules waits for.
     ///
     /// # Errors
-    /// [`Error::Schedule`] when the schedule lies after the year 9999
+    /// [`ScheduleError`] when the schedule lies after the year 9999
     /// ([`LATEST_SCHEDULE_SECS`]), which no queue stores.
-    pub fn due_at(&self, now: SystemTime) -> Result<Option<SystemTime>, Error> {
+    pub fn due_at(&self, now: SystemTime) -> Result<Option<SystemTime>, ScheduleError> {
         match &self.options {
             None => Ok(None),
-            Some(options) => options.due_at(now).map_err(|reason| Error::Schedule {
+            Some(options) => options.due_at(now).map_err(|reason| ScheduleError {
                 task: self.name(),
                 reason,
             }),
@@ -360,19 +359,6 @@ impl<T: Task> IntentBuilder<T> {
         let options = (self.options != DispatchOptions::default()).then(|| Box::new(self.options));
         Intent::from_erased(T::def(), Box::new(self.args), options, self.origin)
     }
-
-    /// Enqueues the intent into the current scope, after checking that its
-    /// schedule is one a queue can store.
-    ///
-    /// # Errors
-    /// [`Error::Schedule`] for a `delay` or `run_at` after the year 9999;
-    /// otherwise as [`enqueue`](crate::enqueue()): no scope, a closed scope,
-    /// or a policy rejection.
-    pub fn enqueue(self) -> Result<IntentId, Error> {
-        let intent = self.build();
-        intent.due_at(SystemTime::now())?;
-        crate::enqueue::enqueue(intent)
-    }
 }
 
 impl<T: Task> fmt::Debug for IntentBuilder<T> {
@@ -383,4 +369,15 @@ impl<T: Task> fmt::Debug for IntentBuilder<T> {
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
+}
+
+/// An intent's `delay` or `run_at` lies beyond what a queue can schedule
+/// (after the year 9999), or an executor cannot honour it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot schedule `{task}`: {reason}")]
+pub struct ScheduleError {
+    /// The task whose schedule was refused.
+    pub task: &'static str,
+    /// What is wrong with it, and what to do.
+    pub reason: String,
 }

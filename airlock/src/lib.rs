@@ -143,6 +143,7 @@
 extern crate self as airlock;
 
 mod buffer;
+mod clipped;
 mod config;
 mod context;
 pub mod enqueue;
@@ -223,7 +224,10 @@ pub use config::{
     DEFAULT_MAX_INTENTS_PER_SCOPE, DEFAULT_MAX_PAYLOAD_BYTES, MAX_CASCADE_DEPTH,
 };
 pub use enqueue::enqueue;
-pub use error::{BoxError, ConfigError, Error, PolicyViolation, Result, UnknownTask};
+pub use error::{
+    ArgsError, BoxError, ConfigError, DuplicateTask, Error, LookupError, PolicyViolation, Result,
+    ScheduleError, UnknownTask,
+};
 pub use executor::{DispatchError, Executor, InProcess};
 pub use flush::{DispatchFailure, Fate, FlushReport, IntentRecord, PreparedFlush};
 pub use intent::{DispatchOptions, Intent, IntentBuilder, IntentId, LATEST_SCHEDULE_SECS};

@@ -10,7 +10,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::error::{BoxError, Error};
+use crate::clipped::Clipped;
+
+/// A boxed error as tasks and executors report it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A boxed, sendable future, as async tasks and executors return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -117,9 +120,9 @@ impl TaskDef {
     /// Decodes arguments from the JSON object an executor or worker carries.
     ///
     /// # Errors
-    /// [`Error::Decode`] when the value does not match the task's parameters.
-    pub fn decode_args(&'static self, value: serde_json::Value) -> Result<ErasedArgs, Error> {
-        ((self.args)().decode)(value).map_err(|source| Error::Decode {
+    /// [`ArgsError::Decode`] when the value does not match the task's parameters.
+    pub fn decode_args(&'static self, value: serde_json::Value) -> Result<ErasedArgs, ArgsError> {
+        ((self.args)().decode)(value).map_err(|source| ArgsError::Decode {
             task: self.name,
             source,
         })
@@ -128,8 +131,8 @@ impl TaskDef {
     pub(crate) fn encode_args(
         &self,
         args: &(dyn Any + Send + Sync),
-    ) -> Result<serde_json::Value, Error> {
-        ((self.args)().encode)(args).map_err(|source| Error::Encode {
+    ) -> Result<serde_json::Value, ArgsError> {
+        ((self.args)().encode)(args).map_err(|source| ArgsError::Encode {
             task: self.name,
             source,
         })
@@ -189,4 +192,39 @@ impl<T, E: Into<BoxError>> TaskOutput for Result<T, E> {
     fn into_task_result(self) -> Result<(), BoxError> {
         self.map(drop).map_err(Into::into)
     }
+}
+
+/// How much of a JSON decoding error's text [`ArgsError::Decode`] shows.
+const DECODE_TEXT_BYTES: usize = 160;
+
+/// A task's arguments could not be converted from or to JSON.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgsError {
+    /// Serialized arguments could not be decoded into the task's argument type.
+    ///
+    /// The message shows only the head and tail of the JSON error's text
+    /// (clipped): serde quotes the offending value, and a drifted type
+    /// must not copy an argument (a token, an email, megabytes of text) into
+    /// logs and the queue's result column. The full error is the `source`.
+    #[error(
+        "the arguments for task `{task}` cannot be decoded: {}. \
+         The payload must be a JSON object with the task's parameter names as keys",
+        Clipped::new(source, DECODE_TEXT_BYTES)
+    )]
+    Decode {
+        /// The task whose arguments failed to decode.
+        task: &'static str,
+        /// The underlying JSON error.
+        source: serde_json::Error,
+    },
+
+    /// Arguments could not be serialized (only happens when an intent leaves the process).
+    #[error("the arguments for task `{task}` cannot be serialized: {source}")]
+    Encode {
+        /// The task whose arguments failed to encode.
+        task: &'static str,
+        /// The underlying JSON error.
+        source: serde_json::Error,
+    },
 }

@@ -147,34 +147,10 @@ pub trait CoCommitDatabase: Database + sealed::Sealed {
     ) -> BoxFuture<'c, Result<(), BoxError>>;
 }
 
-mod sealed {
+// Implemented by the queue backends (`queue::sqlite`, `queue::postgres`),
+// which know how to write their jobs; nothing else can.
+pub(crate) mod sealed {
     pub trait Sealed {}
-}
-
-#[cfg(feature = "apalis-sqlite")]
-impl sealed::Sealed for sqlx::Sqlite {}
-
-#[cfg(feature = "apalis-sqlite")]
-impl CoCommitDatabase for sqlx::Sqlite {
-    fn __push<'c>(
-        connection: &'c mut Self::Connection,
-        intents: &'c [Intent],
-    ) -> BoxFuture<'c, Result<(), BoxError>> {
-        Box::pin(crate::queue::SqliteQueue::push(connection, intents))
-    }
-}
-
-#[cfg(feature = "apalis-postgres")]
-impl sealed::Sealed for sqlx::Postgres {}
-
-#[cfg(feature = "apalis-postgres")]
-impl CoCommitDatabase for sqlx::Postgres {
-    fn __push<'c>(
-        connection: &'c mut Self::Connection,
-        intents: &'c [Intent],
-    ) -> BoxFuture<'c, Result<(), BoxError>> {
-        Box::pin(crate::queue::PostgresQueue::push(connection, intents))
-    }
 }
 
 /// Starts an [after-commit](Durability::AfterCommit) scope on `tx` with the

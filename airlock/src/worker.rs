@@ -64,12 +64,13 @@ use apalis::prelude::{
     PollStrategy, Task,
 };
 
+use crate::clipped::Clipped;
 use crate::envelope::Envelope;
-use crate::error::{BoxError, Clipped};
+use crate::envelope::{DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE};
+use crate::error::BoxError;
 use crate::executor::in_process::{cascade_limit, run_sync_intent, task_depth};
 use crate::flush::panic_message;
 use crate::intent::Intent;
-use crate::queue::DEFAULT_MAX_ATTEMPTS;
 use crate::task::TaskKind;
 
 /// The most text of one error a worker writes to a log or a job's result.
@@ -561,7 +562,7 @@ pub struct WorkerOptions {
 
 impl WorkerOptions {
     /// Workers named after `name`, with the defaults: 1 worker, 8 jobs at
-    /// once, queue [`DEFAULT_QUEUE`](crate::queue::DEFAULT_QUEUE), polling
+    /// once, queue [`DEFAULT_QUEUE`], polling
     /// every 100 ms when idle, and the backend's own heartbeat settings
     /// (apalis: a heartbeat every 30 s; 2 missed heartbeats on SQLite, 10 on
     /// PostgreSQL and Redis, before another worker re-runs a silent
@@ -571,7 +572,7 @@ impl WorkerOptions {
             name: name.into(),
             workers: 1,
             concurrency: 8,
-            queue: crate::queue::DEFAULT_QUEUE.to_owned(),
+            queue: DEFAULT_QUEUE.to_owned(),
             poll_interval: std::time::Duration::from_millis(100),
             heartbeat: None,
             missed_heartbeats: None,

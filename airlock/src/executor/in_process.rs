@@ -15,11 +15,12 @@ use crate::buffer;
 use crate::config;
 use crate::context::{self, FrameGuard, LazyScope};
 use crate::error::BoxError;
-use crate::executor::{DispatchError, Executor};
+use crate::executor::{DispatchError, Executor, InProcess};
 use crate::flush::panic_message;
 use crate::intent::Intent;
+use crate::scope::active::ActiveScope;
 use crate::scope::core::ScopeCore;
-use crate::scope::{ActiveScope, Scope};
+use crate::scope::settings::Scope;
 
 /// The scope each sync task of a dispatch loop runs in, created only if the
 /// task needs one (it enqueues, opens a scope, asks for `current()`): most
@@ -85,23 +86,6 @@ impl TaskFrame {
     }
 }
 use crate::task::{BoxFuture, Runner, TaskDef};
-
-/// Runs each intent's task in this process, in FIFO order, when the scope
-/// flushes: sync tasks inline; async tasks awaited when the scope is async.
-///
-/// * **No serialization:** the typed arguments move straight into the function.
-/// * **Worker semantics:** each task runs inside its own outermost scope with
-///   the configured defaults, exactly as a queue worker runs it, so intents a
-///   task enqueues are dispatched when it succeeds and discarded when it fails,
-///   and `BlockTasks` can stop a re-entrant cascade. A cascade deeper than
-///   [`Config::max_cascade_depth`](crate::Config::max_cascade_depth) fails.
-/// * **Failures:** a task that returns `Err` or panics fails the flush
-///   (fail-fast): later intents are not attempted and are handed back in the
-///   error.
-/// * An async task flushed from a sync scope cannot be awaited there; it fails
-///   with an error that says to flush from an async scope.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InProcess;
 
 /// Refuses the whole flush, before anything runs, when an intent is due
 /// later than now: running it at once would break its `delay`/`run_at`, and

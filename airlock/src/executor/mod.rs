@@ -11,7 +11,7 @@ mod spawn;
 
 use std::fmt;
 
-pub use in_process::{run_intent, InProcess};
+pub use in_process::run_intent;
 #[cfg(feature = "tokio")]
 pub use spawn::TokioExecutor;
 
@@ -121,3 +121,23 @@ impl DispatchError {
         }
     }
 }
+
+/// Runs each intent's task in this process, in FIFO order, when the scope
+/// flushes: sync tasks inline; async tasks awaited when the scope is async.
+///
+/// * **No serialization:** the typed arguments move straight into the function.
+/// * **Worker semantics:** each task runs inside its own outermost scope with
+///   the configured defaults, exactly as a queue worker runs it, so intents a
+///   task enqueues are dispatched when it succeeds and discarded when it fails,
+///   and `BlockTasks` can stop a re-entrant cascade. A cascade deeper than
+///   [`Config::max_cascade_depth`](crate::Config::max_cascade_depth) fails.
+/// * **Failures:** a task that returns `Err` or panics fails the flush
+///   (fail-fast): later intents are not attempted and are handed back in the
+///   error.
+/// * An async task flushed from a sync scope cannot be awaited there; it fails
+///   with an error that says to flush from an async scope.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcess;
+// How `InProcess` runs tasks lives in `in_process.rs`, above the scopes it
+// runs them in; the type is defined here, so the configuration (which names
+// it as the default executor) depends on nothing above it.

@@ -13,9 +13,9 @@ use std::panic::Location;
 use std::sync::{Arc, OnceLock};
 
 use crate::buffer::{self, Spares};
-use crate::flush::report::{Fate, IntentRecord};
+use crate::flush::record::{Fate, IntentRecord};
 use crate::intent::{Intent, IntentId};
-use crate::scope::ScopeId;
+use crate::scope::info::ScopeId;
 use crate::task::TaskDef;
 
 /// The ledger of one scope; see the module docs.
@@ -283,6 +283,6 @@ mod tests {
     /// keep it plain data of 32 bytes.
     #[test]
     fn an_entry_stays_32_bytes() {
-        assert!(std::mem::size_of::<super::Entry>() <= 32);
+        assert!(std::mem::size_of::<crate::flush::ledger::Entry>() <= 32);
     }
 }

@@ -16,7 +16,8 @@
 pub(crate) mod ledger;
 #[cfg(any(feature = "tower", feature = "sqlx"))]
 pub(crate) mod must_finish;
-mod report;
+pub(crate) mod record;
+pub(crate) mod report;
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -28,10 +29,11 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::policy::chain::{in_policy, PolicyLink};
 use crate::scope::core::ScopeCore;
-use crate::scope::{DiscardReason, ScopeId, ScopePhase};
+use crate::scope::info::{DiscardReason, ScopeId, ScopePhase};
 
 pub(crate) use ledger::{FateRef, Ledger, Positions};
-pub use report::{DispatchFailure, Fate, FlushReport, IntentRecord};
+pub use record::{Fate, IntentRecord};
+pub use report::{DispatchFailure, FlushReport};
 
 /// A scope that has ended logically and been filtered, whose survivors are not
 /// dispatched yet. Dispatch it later (e.g. after a commit) with
@@ -149,7 +151,7 @@ impl PreparedFlush {
 
     /// The scope being flushed.
     #[cfg(feature = "sqlx")]
-    pub(crate) fn scope(&self) -> &crate::scope::ScopeInfo {
+    pub(crate) fn scope(&self) -> &crate::scope::info::ScopeInfo {
         &self.core.info
     }
 

@@ -1,9 +1,9 @@
 //! The built-in policies.
 
-use crate::error::{ConfigError, PolicyViolation};
+use crate::config::error::ConfigError;
 use crate::intent::Intent;
-use crate::policy::{violation, Policy};
-use crate::registry::registry;
+use crate::policy::{violation, Policy, PolicyViolation};
+use crate::registry::{registry, LookupError};
 use crate::task::TaskDef;
 
 /// Lets everything through (the default when no policy is set).
@@ -116,13 +116,15 @@ impl BlockTasks {
                 Ok(def) => {
                     set.push(def.name());
                 }
-                Err(crate::Error::UnknownTask(lookup)) => {
+                Err(LookupError::Unknown(lookup)) => {
                     return Err(ConfigError::UnknownTask {
                         setting: setting.to_owned(),
                         lookup,
                     })
                 }
-                Err(other) => return Err(ConfigError::Registry(Box::new(other))),
+                Err(LookupError::Duplicate(duplicate)) => {
+                    return Err(ConfigError::Registry(duplicate))
+                }
             }
         }
         Ok(BlockTasks {

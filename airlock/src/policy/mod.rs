@@ -25,7 +25,6 @@ pub use builtin::{AllowAll, AssertNoEffects, BlockTasks, DropAll, LogOnFlush};
 pub use chain::PolicySource;
 pub use local::{with_policy, with_policy_async, WithPolicy};
 
-use crate::error::PolicyViolation;
 use crate::intent::Intent;
 
 /// Decides what escapes. Both methods have permissive defaults.
@@ -171,4 +170,18 @@ impl Policy for Policies {
         let names: Vec<String> = self.0.iter().map(|p| p.name()).collect();
         format!("[{}]", names.join(", "))
     }
+}
+
+/// A policy refused an intent at enqueue time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("policy {policy} rejected `{task}` (enqueued at {origin}): {reason}")]
+pub struct PolicyViolation {
+    /// The name of the policy that refused.
+    pub policy: String,
+    /// The task that was refused.
+    pub task: &'static str,
+    /// Where the refused `enqueue` was called.
+    pub origin: String,
+    /// Why, in the policy's words.
+    pub reason: String,
 }

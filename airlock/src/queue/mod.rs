@@ -43,12 +43,7 @@ use crate::error::Error;
 use crate::executor::DispatchError;
 use crate::intent::Intent;
 
-/// The queue name airlock uses unless told otherwise (apalis would default to
-/// a Rust type name).
-pub const DEFAULT_QUEUE: &str = "airlock";
-
-/// Attempts a queue makes when the intent does not say (apalis defaults to 25).
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+pub use crate::envelope::{DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE};
 
 /// The refusal of every queue executor's synchronous `dispatch`: pushing is
 /// I/O, so it needs an async scope. Hands every intent back.

@@ -10,6 +10,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
+use crate::tx::CoCommitDatabase;
 use crate::worker::{
     PollOrNotified, RestartStreaks, StartLog, WorkerOptions, LAST_ATTEMPT_STARTED,
 };
@@ -245,5 +246,17 @@ impl Executor for PostgresQueue {
     /// not, is all or nothing.
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(push_in_own_transaction(&self.pool, "PostgreSQL", intents))
+    }
+}
+
+impl crate::tx::sealed::Sealed for sqlx::Postgres {}
+
+/// Co-commit: the jobs go into the caller's transaction.
+impl CoCommitDatabase for sqlx::Postgres {
+    fn __push<'c>(
+        connection: &'c mut Self::Connection,
+        intents: &'c [Intent],
+    ) -> BoxFuture<'c, Result<(), BoxError>> {
+        Box::pin(PostgresQueue::push(connection, intents))
     }
 }

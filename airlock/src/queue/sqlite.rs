@@ -9,6 +9,7 @@ use crate::executor::{DispatchError, Executor};
 use crate::intent::Intent;
 use crate::queue::{needs_async_scope, push_in_own_transaction, tasks_by_queue};
 use crate::task::BoxFuture;
+use crate::tx::CoCommitDatabase;
 use crate::worker::{RestartStreaks, StartLog, WorkerOptions, LAST_ATTEMPT_STARTED};
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 
@@ -193,5 +194,17 @@ impl Executor for SqliteQueue {
     /// closed pool, a row refused part-way all queue nothing).
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(push_in_own_transaction(&self.pool, "SQLite", intents))
+    }
+}
+
+impl crate::tx::sealed::Sealed for sqlx::Sqlite {}
+
+/// Co-commit: the jobs go into the caller's transaction.
+impl CoCommitDatabase for sqlx::Sqlite {
+    fn __push<'c>(
+        connection: &'c mut Self::Connection,
+        intents: &'c [Intent],
+    ) -> BoxFuture<'c, Result<(), BoxError>> {
+        Box::pin(SqliteQueue::push(connection, intents))
     }
 }

@@ -1,6 +1,5 @@
-//! Scopes that travel with a future: [`ScopedFuture`] runs a body in a new
-//! scope (on the one [lifecycle](super::lifecycle)); [`Bound`] keeps an
-//! existing scope current on every poll.
+//! [`ScopedFuture`]: a body run in a new scope, on the one
+//! [lifecycle](super::lifecycle), ended as the scope's behaviour decides.
 
 use std::fmt;
 use std::future::Future;
@@ -11,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use crate::error::Error;
 use crate::flush::FlushReport;
-use crate::scope::active::{enter_core, ActiveScope, ScopeHandle};
+use crate::scope::active::ActiveScope;
 use crate::scope::behavior::Outcome;
 use crate::scope::info::DiscardReason;
 use crate::scope::lifecycle::{Ending, Finish, Lifecycle};
@@ -85,40 +84,6 @@ impl<F: Future> fmt::Debug for ScopedFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopedFuture")
             .field("state", &self.inner.stage())
-            .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// A future with an existing scope current on every poll; see [`ScopeHandle::bind`].
-    #[must_use = "futures do nothing unless polled"]
-    pub struct Bound<F> {
-        #[pin]
-        future: F,
-        scope: ScopeHandle,
-    }
-}
-
-impl<F> Bound<F> {
-    pub(crate) fn new(scope: ScopeHandle, future: F) -> Self {
-        Bound { future, scope }
-    }
-}
-
-impl<F: Future> Future for Bound<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let _entered = enter_core(&this.scope.0);
-        this.future.poll(cx)
-    }
-}
-
-impl<F> fmt::Debug for Bound<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bound")
-            .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
 }

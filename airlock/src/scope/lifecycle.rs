@@ -122,7 +122,9 @@ impl<F: Future, E: Ending<F::Output, Kept = K>, K> Lifecycle<F, E, K> {
         Self::with_state(State::Pending(settings), body, ending)
     }
 
-    /// Runs `body` in a scope started already.
+    /// Runs `body` in a scope started already (a request scope, started as
+    /// the request arrives; a transaction scope).
+    #[cfg(any(feature = "tower", feature = "sqlx"))]
     pub(crate) fn started(scope: ActiveScope, body: F, ending: E) -> Self {
         Self::with_state(State::Running(scope), body, ending)
     }

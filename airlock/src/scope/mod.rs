@@ -19,20 +19,22 @@
 //! * [`Scope::start`] for integrations that open and close scopes imperatively.
 
 pub(crate) mod active;
-mod behavior;
+pub(crate) mod behavior;
 pub(crate) mod core;
-mod future;
+pub(crate) mod future;
+pub(crate) mod handle;
 pub(crate) mod info;
 pub(crate) mod lifecycle;
-mod output;
+pub(crate) mod output;
 pub(crate) mod settings;
 pub(crate) mod state;
 
 use std::future::Future;
 
-pub use active::{current, ActiveScope, EnterGuard, HandleGuard, ScopeHandle};
+pub use active::{ActiveScope, EnterGuard};
 pub use behavior::{AlwaysFlush, DefaultBehavior, Outcome, ScopeBehavior, ScopeView};
-pub use future::{Bound, ScopedFuture};
+pub use future::ScopedFuture;
+pub use handle::{current, Bound, HandleGuard, ScopeHandle};
 pub use info::{DiscardReason, Durability, ScopeId, ScopeInfo, ScopePhase};
 pub use output::ScopeOutput;
 pub use settings::Scope;

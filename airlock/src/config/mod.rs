@@ -26,11 +26,13 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+pub(crate) mod error;
+
+use crate::config::error::ConfigError;
 use crate::executor::{Executor, InProcess};
 use crate::policy::{AssertNoEffects, BlockTasks, DropAll, LogOnFlush, Policy};
 use crate::registry::registry;
-use crate::scope::{DefaultBehavior, ScopeBehavior};
+use crate::scope::behavior::{DefaultBehavior, ScopeBehavior};
 
 /// The defaults scopes fall back on.
 #[derive(Clone)]
@@ -122,14 +124,12 @@ impl Config {
     /// JSON bytes) a queue executor pushes and a worker reads; default
     /// [`DEFAULT_MAX_PAYLOAD_BYTES`] (1 MiB).
     ///
-    /// A producer refuses a larger intent at flush with [`Error::Encode`]
+    /// A producer refuses a larger intent at flush with [`ArgsError::Encode`](crate::ArgsError::Encode)
     /// (nothing of that flush is queued), so the oversized job never reaches
     /// a queue; a worker aborts one it meets anyway (pushed by another
     /// producer, or by one configured with a larger limit) before parsing
     /// it, so a hostile or drifted payload cannot make a worker parse, copy
     /// and log megabytes. Give producers and workers the same value.
-    ///
-    /// [`Error::Encode`]: crate::Error::Encode
     pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
         self.max_payload_bytes = bytes;
         self
@@ -357,9 +357,7 @@ thread_local! {
 /// # Errors
 /// [`ConfigError::Registry`] if two tasks share a name.
 pub fn configure(config: Config) -> Result<(), ConfigError> {
-    registry()
-        .validate()
-        .map_err(|e| ConfigError::Registry(Box::new(e)))?;
+    registry().validate().map_err(ConfigError::Registry)?;
     install(Some(Arc::new(config)));
     Ok(())
 }
