@@ -397,7 +397,7 @@ fn local_policies_apply_innermost_first_then_the_scope_policy() {
         let intents = active.intents();
         let local: Vec<Vec<String>> = intents
             .iter()
-            .map(|i| i.local_policies().map(|p| p.name()).collect())
+            .map(|i| intents.local_policies(i).map(|p| p.name()).collect())
             .collect();
         assert_eq!(
             local,
@@ -409,7 +409,10 @@ fn local_policies_apply_innermost_first_then_the_scope_policy() {
                 vec!["AllowAll".to_owned()],
             ]
         );
-        let passes: Vec<bool> = intents.iter().map(Intent::passes_local_policies).collect();
+        let passes: Vec<bool> = intents
+            .iter()
+            .map(|i| intents.passes_local_policies(i))
+            .collect();
         assert_eq!(passes, [false, true, false, false, true]);
     }
 
@@ -525,11 +528,12 @@ async fn with_policy_async_applies_across_awaits() {
         .await?;
         record::enqueue(t2.clone(), 3)?;
         let scope = airlock::current().unwrap();
-        let passes: Vec<bool> = scope
-            .intents()
+        let intents = scope.intents();
+        let passes: Vec<bool> = intents
             .iter()
-            .map(Intent::passes_local_policies)
+            .map(|i| intents.passes_local_policies(i))
             .collect();
+        drop(intents);
         assert_eq!(passes, [false, false, true]);
         Ok(())
     })
@@ -610,7 +614,7 @@ fn enqueue_from_inside_a_policy_is_policy_enqueue() {
         )
     });
     captured.value.as_ref().unwrap();
-    assert!(captured.intents[0].passes_local_policies());
+    assert!(captured.passes_local_policies(&captured.intents[0]));
     assert_eq!(
         *attempts.lock().unwrap(),
         [

@@ -1,33 +1,68 @@
-//! The buffer: a scope's intents in FIFO order, its own and those captured from
-//! nested scopes, until the scope ends.
+//! The buffer: a scope's intents in FIFO order, its own and those captured
+//! from nested scopes, each with the policies it was enqueued under, until
+//! the scope ends.
 
-use std::cell::RefCell;
-use std::thread::LocalKey;
+use std::sync::Arc;
 
-use crate::intent::Intent;
+use crate::intent::{Intent, IntentId};
+use crate::policy::chain::PolicyLink;
+use crate::spares::{self, Spares};
 
-/// FIFO storage of a scope's intents. Captured intents keep the id of the scope
-/// they were enqueued in, which is how own and captured ones are told apart.
+/// The policies an intent must pass at flush: the chain in force where it
+/// was enqueued (`None`: no policy at all).
+pub(crate) type Chain = Option<Arc<PolicyLink>>;
+
+/// FIFO storage of a scope's intents. Captured intents keep the id of the
+/// scope they were enqueued in, which is how own and captured ones are told
+/// apart.
+///
+/// The chains are kept beside the intents, not in them: where an intent was
+/// enqueued is the buffer's business, and an [`Intent`] stays plain data an
+/// executor can take.
 #[derive(Default)]
 pub(crate) struct Buffer {
     intents: Vec<Intent>,
-    /// Whether any intent carries a policy chain; when none does, the flush
-    /// has nothing to ask and skips filtering.
-    policed: bool,
+    /// `chains[k]` is the chain of `intents[k]`; empty while no intent has
+    /// one (no policy in force, the common case), so such a scope stores
+    /// no chains at all.
+    chains: Vec<Chain>,
 }
 
 impl Buffer {
-    /// A buffer holding `intents`.
-    pub(crate) fn of(intents: Vec<Intent>) -> Self {
-        let policed = intents.iter().any(|i| i.chain.is_some());
-        Buffer { intents, policed }
+    pub(crate) fn push(&mut self, intent: Intent, chain: Chain) {
+        if self.intents.capacity() == 0 {
+            self.intents = spares::take(&SPARE_INTENTS);
+        }
+        if chain.is_some() || !self.chains.is_empty() {
+            self.chains.resize(self.intents.len(), None);
+            self.chains.push(chain);
+        }
+        self.intents.push(intent);
     }
 
-    pub(crate) fn push(&mut self, intent: Intent) {
-        self.policed |= intent.chain.is_some();
+    /// Appends the intent `make` builds, with no chain; returns its id.
+    /// Building it only once there is room lets the compiler write it
+    /// straight into the vector (see [`enqueue_new`](crate::enqueue)).
+    #[inline]
+    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent) -> IntentId {
         if self.intents.capacity() == 0 {
-            self.intents = spare();
+            self.intents = spares::take(&SPARE_INTENTS);
         }
+        if !self.chains.is_empty() {
+            self.chains.resize(self.intents.len() + 1, None);
+        }
+        // With room known, the compiler writes the intent in place.
+        if self.intents.len() < self.intents.capacity() {
+            self.intents.push(make());
+        } else {
+            self.push_growing(make());
+        }
+        self.intents.last().expect("just pushed").id()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_growing(&mut self, intent: Intent) {
         self.intents.push(intent);
     }
 
@@ -42,20 +77,30 @@ impl Buffer {
     /// descendant ran inside this scope) and are appended. When the descendant
     /// ran concurrently with this scope's own code (`join!` of two futures),
     /// the two runs interleave and are merged by intent id, which increases
-    /// with enqueue order.
+    /// with the order intents were built.
     pub(crate) fn capture(&mut self, mut other: Buffer) {
-        self.policed |= other.policed;
-        match (self.intents.last(), other.intents.first()) {
-            (None, _) => {
-                std::mem::swap(&mut self.intents, &mut other.intents);
-                recycle(other.intents);
+        let interleaved = matches!(
+            (self.intents.last(), other.intents.first()),
+            (Some(last), Some(first)) if last.id() > first.id()
+        );
+        if self.intents.is_empty() {
+            *self = other;
+            return;
+        }
+        if !self.chains.is_empty() || !other.chains.is_empty() {
+            self.chains.resize(self.intents.len(), None);
+            other.chains.resize(other.intents.len(), None);
+            self.chains.append(&mut other.chains);
+        }
+        self.intents.append(&mut other.intents);
+        spares::put(&SPARE_INTENTS, std::mem::take(&mut other.intents));
+        if interleaved {
+            let mut pairs: Vec<(Intent, Chain)> = self.drain().collect();
+            // Both runs are sorted; the stable sort merges them in O(n).
+            pairs.sort_by_key(|(intent, _)| intent.id());
+            for (intent, chain) in pairs {
+                self.push(intent, chain);
             }
-            (Some(last), Some(first)) if last.id() > first.id() => {
-                self.intents.append(&mut other.intents);
-                // Both runs are sorted; the stable sort merges them in O(n).
-                self.intents.sort_by_key(Intent::id);
-            }
-            _ => self.intents.append(&mut other.intents),
         }
     }
 
@@ -64,76 +109,36 @@ impl Buffer {
         std::mem::take(self)
     }
 
-    /// Whether any intent carries a policy chain.
-    pub(crate) fn is_policed(&self) -> bool {
-        self.policed
-    }
-
-    pub(crate) fn as_slice(&self) -> &[Intent] {
+    pub(crate) fn intents(&self) -> &[Intent] {
         &self.intents
     }
 
-    pub(crate) fn into_intents(self) -> Vec<Intent> {
-        self.intents
+    /// The chain of `intent`, one of the buffered ones (found by id).
+    pub(crate) fn chain_of(&self, intent: &Intent) -> Option<&Chain> {
+        let k = self.intents.iter().position(|i| i.id() == intent.id())?;
+        Some(self.chains.get(k).unwrap_or(&None))
     }
-}
 
-/// Emptied vectors kept for reuse on one thread: buffers here, ledgers in
-/// [`flush`](crate::flush). A steady stream of scopes then allocates none,
-/// and ending a scope frees no large block (which makes glibc's allocator
-/// consolidate its free lists, slowing every small allocation after it).
-///
-/// Bounded: a thread keeps at most [`SPARES`] vectors of at most
-/// [`SPARE_CAPACITY`] elements per kind (about 200 KB in all), however large
-/// its scopes get.
-pub(crate) struct Spares<T>(RefCell<Vec<Vec<T>>>);
-
-const SPARES: usize = 2;
-const SPARE_CAPACITY: usize = 1024;
-
-impl<T> Spares<T> {
-    pub(crate) const fn new() -> Self {
-        Spares(RefCell::new(Vec::new()))
+    /// The intents and their chains, in order.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Intent, Chain)> + '_ {
+        self.chains.resize(self.intents.len(), None);
+        self.intents.drain(..).zip(self.chains.drain(..))
     }
-}
 
-/// An empty vector, reused if this thread has one to spare.
-pub(crate) fn take_spare<T: 'static>(spares: &'static LocalKey<Spares<T>>) -> Vec<T> {
-    spares
-        .try_with(|spares| spares.0.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// Keeps the allocation of `vec` (emptied first) for reuse on this thread.
-pub(crate) fn put_spare<T: 'static>(spares: &'static LocalKey<Spares<T>>, mut vec: Vec<T>) {
-    let capacity = vec.capacity();
-    if capacity == 0 || capacity > SPARE_CAPACITY {
-        return;
+    /// The intents, and their chains: as many as intents, or none when no
+    /// intent has one.
+    pub(crate) fn into_parts(self) -> (Vec<Intent>, Vec<Chain>) {
+        (self.intents, self.chains)
     }
-    // Dropping leftover elements may run user code (the `Drop` of buffered
-    // arguments), which must not find the spares borrowed.
-    vec.clear();
-    let _ = spares.try_with(|spares| {
-        if let Ok(mut spares) = spares.0.try_borrow_mut() {
-            if spares.len() < SPARES {
-                spares.push(vec);
-            }
-        }
-    });
 }
 
 thread_local! {
-    static SPARE_BUFFERS: Spares<Intent> = const { Spares::new() };
+    static SPARE_INTENTS: Spares<Intent> = const { Spares::new() };
 }
 
-/// An empty buffer, reused if this thread has one to spare.
-pub(crate) fn spare() -> Vec<Intent> {
-    take_spare(&SPARE_BUFFERS)
-}
-
-/// Keeps the allocation of an emptied buffer for reuse on this thread.
+/// Keeps the allocation of an emptied vector of intents (a buffer an
+/// executor has drained) for the next scope on this thread; see
+/// [`spares`](crate::spares).
 pub(crate) fn recycle(intents: Vec<Intent>) {
-    put_spare(&SPARE_BUFFERS, intents);
+    spares::put(&SPARE_INTENTS, intents);
 }

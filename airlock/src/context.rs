@@ -138,26 +138,27 @@ pub(crate) fn top() -> Option<Current> {
     }
 }
 
-/// Runs `f` on what is current with the stack borrowed, saving the
-/// reference counts a [`top`] copy costs: the enqueue path, where it moves
-/// the in-process N = 1,000 row of `in_process_table` by ~15%. `f` must run
-/// no user code (no policy, no `Drop` of arguments, no tracing event).
-pub(crate) fn with_top<R>(f: impl FnOnce(&Current) -> R) -> Option<R> {
-    let lazy = STACK
-        .try_with(|stack| {
-            stack
-                .borrow()
-                .entries
-                .last()
-                .is_some_and(|e| e.lazy.is_some())
-        })
-        .unwrap_or(false);
-    if lazy {
-        // Creates the task's scope, outside any borrow.
-        top();
+/// Runs `f` on what is current (`None`: nothing) with the stack borrowed,
+/// saving the reference counts a [`top`] copy costs: the enqueue path. `f`
+/// must run no user code (no policy, no `Drop` of arguments, no tracing
+/// event). Keep `R` to two words: a larger result travels through memory,
+/// which stalls the CPU on every enqueue (see `enqueue::Step`).
+#[inline(always)]
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
+    let mut f = Some(f);
+    let mut run = |current: Option<&Current>| (f.take().expect("called once"))(current);
+    let ready = STACK.try_with(|stack| {
+        let stack = stack.borrow();
+        match stack.entries.last() {
+            // A task's scope not created yet: below, with the stack released.
+            Some(entry) if entry.lazy.is_some() => None,
+            entry => Some(run(entry.map(|entry| &entry.current))),
+        }
+    });
+    match ready {
+        Ok(Some(done)) => done,
+        Ok(None) => run(top().as_ref()),
+        // The thread is being torn down.
+        Err(_) => run(None),
     }
-    STACK
-        .try_with(|stack| stack.borrow().entries.last().map(|e| f(&e.current)))
-        .ok()
-        .flatten()
 }

@@ -6,11 +6,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::policy::chain::{PolicyLink, PolicySource};
-use crate::policy::Policy;
 use crate::scope::ScopeId;
 use crate::task::{ArgsError, ErasedArgs, Task, TaskDef};
 
@@ -23,6 +20,7 @@ pub struct IntentId(u64);
 
 impl IntentId {
     /// The next id of the process.
+    #[inline]
     fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         IntentId(NEXT.fetch_add(1, Ordering::Relaxed))
@@ -103,7 +101,7 @@ impl DispatchOptions {
 }
 
 /// A buffered side effect: a task, its typed arguments, how to dispatch it,
-/// where it was enqueued, and the local policies in force there.
+/// and where it was enqueued.
 ///
 /// `Display` reads like the call: `send_confirmation_email(42)`.
 pub struct Intent {
@@ -112,7 +110,6 @@ pub struct Intent {
     args: ErasedArgs,
     options: Option<Box<DispatchOptions>>,
     origin: &'static Location<'static>,
-    pub(crate) chain: Option<Arc<PolicyLink>>,
     pub(crate) scope: Option<ScopeId>,
     pub(crate) cascade_depth: u32,
 }
@@ -134,6 +131,7 @@ impl Intent {
         Self::from_erased(task, args, None, Location::caller())
     }
 
+    #[inline]
     pub(crate) fn from_erased(
         task: &'static TaskDef,
         args: ErasedArgs,
@@ -146,10 +144,18 @@ impl Intent {
             args,
             options,
             origin,
-            chain: None,
             scope: None,
             cascade_depth: 0,
         }
+    }
+
+    /// The intent, marked as enqueued in scope `scope`, `cascade_depth`
+    /// task runs deep.
+    #[inline]
+    pub(crate) fn in_scope(mut self, scope: ScopeId, cascade_depth: u32) -> Self {
+        self.scope = Some(scope);
+        self.cascade_depth = cascade_depth;
+        self
     }
 
     /// The intent's process-unique id.
@@ -251,19 +257,6 @@ impl Intent {
     /// code, 1 when enqueued by a task, and so on.
     pub fn cascade_depth(&self) -> u32 {
         self.cascade_depth
-    }
-
-    /// The policies of the `with_policy` blocks this intent was enqueued in,
-    /// innermost first.
-    pub fn local_policies(&self) -> impl Iterator<Item = &Arc<dyn Policy>> + '_ {
-        PolicyLink::iter(self.chain.as_ref())
-            .filter(|link| link.source == PolicySource::Local)
-            .map(|link| &link.policy)
-    }
-
-    /// Whether every local policy captured at enqueue allows this intent.
-    pub fn passes_local_policies(&self) -> bool {
-        crate::policy::chain::in_policy(|| self.local_policies().all(|p| p.allows(self)))
     }
 
     /// Splits the intent into its task and erased arguments, for executors.

@@ -167,6 +167,7 @@ pub mod policy;
 pub mod queue;
 mod registry;
 pub mod scope;
+mod spares;
 mod task;
 pub mod testing;
 #[cfg(feature = "tower")]

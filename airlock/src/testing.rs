@@ -20,8 +20,13 @@
 use std::fmt;
 use std::future::Future;
 
+use std::sync::Arc;
+
+use crate::buffer::{Buffer, Chain};
 use crate::intent::Intent;
-use crate::scope::Scope;
+use crate::policy::Policy;
+use crate::scope::settings::Scope;
+use crate::scope::state;
 use crate::task::Task;
 
 /// What a closure returned, and the intents it enqueued (none dispatched).
@@ -30,6 +35,37 @@ pub struct Captured<R> {
     pub value: R,
     /// Everything it enqueued, in FIFO order.
     pub intents: Vec<Intent>,
+    /// The policies each intent was enqueued under, in the same order.
+    chains: Vec<Chain>,
+}
+
+impl<R> Captured<R> {
+    fn new(value: R, buffer: Buffer) -> Self {
+        let (intents, chains) = buffer.into_parts();
+        Captured {
+            value,
+            intents,
+            chains,
+        }
+    }
+
+    fn chain_of(&self, intent: &Intent) -> Option<&Chain> {
+        let k = self.intents.iter().position(|i| i.id() == intent.id())?;
+        self.chains.get(k)
+    }
+
+    /// The policies of the `with_policy` blocks `intent` (one of
+    /// [`intents`](Self::intents)) was enqueued in, innermost first.
+    pub fn local_policies(&self, intent: &Intent) -> impl Iterator<Item = &Arc<dyn Policy>> {
+        state::local_policies(self.chain_of(intent))
+    }
+
+    /// Whether every local policy `intent` (one of
+    /// [`intents`](Self::intents)) was enqueued under allows it: whether a
+    /// flush would keep it, as far as those policies are concerned.
+    pub fn passes_local_policies(&self, intent: &Intent) -> bool {
+        state::passes_local_policies(self.chain_of(intent), intent)
+    }
 }
 
 /// Runs `body` in a fresh outermost scope and returns what it enqueued instead
@@ -40,10 +76,7 @@ pub fn capture<R>(body: impl FnOnce() -> R) -> Captured<R> {
         .name("airlock::testing::capture")
         .start();
     let value = active.in_scope(body);
-    Captured {
-        value,
-        intents: active.into_intents(),
-    }
+    Captured::new(value, active.into_buffer())
 }
 
 /// The async form of [`capture`]: `body` runs with the capturing scope current
@@ -54,10 +87,7 @@ pub async fn capture_async<F: Future>(body: F) -> Captured<F::Output> {
         .name("airlock::testing::capture")
         .start();
     let value = active.handle().bind(body).await;
-    Captured {
-        value,
-        intents: active.into_intents(),
-    }
+    Captured::new(value, active.into_buffer())
 }
 
 /// Runs `body` and panics, listing what was enqueued, if it enqueued anything.

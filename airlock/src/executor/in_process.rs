@@ -124,7 +124,6 @@ impl Executor for InProcess {
             dispatched += 1;
         }
         drop(rest);
-        // The emptied buffer serves the next scope on this thread.
         buffer::recycle(intents);
         Ok(())
     }

@@ -12,10 +12,10 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, OnceLock};
 
-use crate::buffer::{self, Spares};
 use crate::flush::record::{Fate, IntentRecord};
 use crate::intent::{Intent, IntentId};
 use crate::scope::info::ScopeId;
+use crate::spares::{self, Spares};
 use crate::task::TaskDef;
 
 /// The ledger of one scope; see the module docs.
@@ -65,7 +65,7 @@ impl Ledger {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let mut entries = Vec::new();
         if capacity > 0 {
-            entries = buffer::take_spare(&SPARE_ENTRIES);
+            entries = spares::take(&SPARE_ENTRIES);
             entries.reserve(capacity);
         }
         Ledger {
@@ -195,19 +195,12 @@ impl Ledger {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
-        buffer::put_spare(&SPARE_ENTRIES, std::mem::take(&mut self.entries));
+        spares::put(&SPARE_ENTRIES, std::mem::take(&mut self.entries));
     }
 }
 
 thread_local! {
     static SPARE_ENTRIES: Spares<Entry> = const { Spares::new() };
-    static SPARE_POSITIONS: Spares<usize> = const { Spares::new() };
-}
-
-/// An empty list of positions (or other indices), reused if this thread has
-/// one to spare; [`Positions`] hands its list back when dropped.
-pub(crate) fn spare_positions() -> Vec<usize> {
-    buffer::take_spare(&SPARE_POSITIONS)
 }
 
 impl Entry {
@@ -237,14 +230,6 @@ pub(crate) enum Positions {
     First(usize),
     /// These entries.
     Listed(Vec<usize>),
-}
-
-impl Drop for Positions {
-    fn drop(&mut self) {
-        if let Positions::Listed(list) = self {
-            buffer::put_spare(&SPARE_POSITIONS, std::mem::take(list));
-        }
-    }
 }
 
 impl Default for Positions {

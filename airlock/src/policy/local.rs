@@ -37,7 +37,7 @@ fn local_frame(policy: &Arc<dyn Policy>) -> Current {
 ///     airlock::with_policy(DropAll, || audit::enqueue("dropped at flush".into()))?;
 ///     Ok(())
 /// });
-/// let passes: Vec<bool> = captured.intents.iter().map(|i| i.passes_local_policies()).collect();
+/// let passes: Vec<bool> = captured.intents.iter().map(|i| captured.passes_local_policies(i)).collect();
 /// assert_eq!(passes, [true, false]);
 /// ```
 pub fn with_policy<R>(policy: impl Policy, body: impl FnOnce() -> R) -> R {

@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use crate::buffer::Buffer;
 use crate::context::{self, FrameGuard};
 use crate::error::Error;
 use crate::flush::{self, FlushReport, PreparedFlush};
@@ -194,13 +195,18 @@ impl ActiveScope {
     }
 
     /// Ends the scope without dispatching and hands its intents to the caller
-    /// (used by [`testing::capture`](crate::testing::capture)).
-    pub fn into_intents(mut self) -> Vec<Intent> {
+    /// (as [`testing::capture`](crate::testing::capture) does).
+    pub fn into_intents(self) -> Vec<Intent> {
+        self.into_buffer().into_parts().0
+    }
+
+    /// [`into_intents`](Self::into_intents), with each intent's policies.
+    pub(crate) fn into_buffer(mut self) -> Buffer {
         let core = self.end_core();
-        let intents = core.state().buffer.take().into_intents();
+        let buffer = core.state().buffer.take();
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
-        flush::end_discarded(&core, &intents, reason);
-        intents
+        flush::end_discarded(&core, buffer.intents(), reason);
+        buffer
     }
 
     /// Ends the scope for a body that panicked: flushes if the behaviour says

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, Chain};
 use crate::config;
 use crate::error::Error;
 use crate::executor::Executor;
@@ -162,27 +162,49 @@ impl ScopeCore {
         self.phase.store(phase as u8, Ordering::Release);
     }
 
-    /// Appends an intent that already passed `on_enqueue`, or hands it back
-    /// with the reason it was refused.
-    pub(crate) fn push(&self, intent: Intent) -> Result<IntentId, (Refused, Intent)> {
+    /// Appends the intent in `slot`, which already passed `on_enqueue`,
+    /// with the chain it must pass at flush; or leaves it in `slot` and says
+    /// why it was refused (the caller drops it, with no lock held).
+    pub(crate) fn push(
+        &self,
+        slot: &mut Option<Intent>,
+        chain: Chain,
+    ) -> Result<IntentId, Refused> {
+        let mut state = self.lock_for_push()?;
+        let intent = slot.take().expect("an intent to push");
+        let id = intent.id();
+        state.buffer.push(intent, chain);
+        self.held.store(state.buffer.len(), Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Appends the intent `make` builds, under no policy (see
+    /// [`enqueue_new`](crate::enqueue)); `make` is not called when the
+    /// scope refuses.
+    #[inline]
+    pub(crate) fn push_with(&self, make: impl FnOnce() -> Intent) -> Result<IntentId, Refused> {
+        let mut state = self.lock_for_push()?;
+        let id = state.buffer.push_with(make);
+        self.held.store(state.buffer.len(), Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// The scope's state, locked, if it takes one more intent.
+    fn lock_for_push(&self) -> Result<MutexGuard<'_, ScopeState>, Refused> {
         if is_inspecting(self.info.id) {
-            return Err((Refused::Busy, intent));
+            return Err(Refused::Busy);
         }
-        let mut state = self
+        let state = self
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if state.phase != ScopePhase::Open {
-            return Err((Refused::Closed(state.phase), intent));
+            return Err(Refused::Closed(state.phase));
         }
-        let held = state.buffer.len();
-        if held + self.held_above() >= self.max_intents {
-            return Err((Refused::Full, intent));
+        if state.buffer.len() + self.held_above() >= self.max_intents {
+            return Err(Refused::Full);
         }
-        let id = intent.id();
-        state.buffer.push(intent);
-        self.held.store(held + 1, Ordering::Relaxed);
-        Ok(id)
+        Ok(state)
     }
 
     /// What the scopes this one will hand its intents to hold: a loop calling
@@ -194,10 +216,9 @@ impl ScopeCore {
             .sum()
     }
 
-    /// The error for `intent`, refused by [`push`](Self::push).
+    /// The error for an intent of `task`, refused by [`push`](Self::push).
     #[cold]
-    pub(crate) fn refusal_error(&self, refused: Refused, intent: &Intent) -> Error {
-        let task = intent.name();
+    pub(crate) fn refusal_error(&self, refused: Refused, task: &'static str) -> Error {
         match refused {
             Refused::Closed(phase) => Error::ScopeClosed {
                 task,

@@ -86,7 +86,7 @@ impl ScopeHandle {
         if state.phase == ScopePhase::Open {
             state
                 .buffer
-                .as_slice()
+                .intents()
                 .iter()
                 .map(|i| IntentRecord::of(i, &self.0.info, Fate::Buffered))
                 .collect()

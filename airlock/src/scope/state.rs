@@ -7,9 +7,11 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, Chain};
 use crate::flush::ledger::Ledger;
 use crate::intent::Intent;
+use crate::policy::chain::{in_policy, PolicyLink, PolicySource};
+use crate::policy::Policy;
 use crate::scope::info::{DiscardReason, ScopeId, ScopeInfo, ScopePhase};
 
 /// The state of one scope. Every intent of the scope, whoever enqueued it
@@ -104,12 +106,37 @@ impl<'a> IntentsGuard<'a> {
     pub fn names(&self) -> Vec<&'static str> {
         self.iter().map(Intent::name).collect()
     }
+
+    /// The policies of the `with_policy` blocks `intent` (one of these) was
+    /// enqueued in, innermost first; none for an intent not held here.
+    pub fn local_policies(&self, intent: &Intent) -> impl Iterator<Item = &Arc<dyn Policy>> {
+        local_policies(self.state.buffer.chain_of(intent))
+    }
+
+    /// Whether every local policy `intent` (one of these) was enqueued under
+    /// allows it: what the flush would say of those policies.
+    pub fn passes_local_policies(&self, intent: &Intent) -> bool {
+        passes_local_policies(self.state.buffer.chain_of(intent), intent)
+    }
+}
+
+/// The `with_policy` links of `chain`, innermost first.
+pub(crate) fn local_policies(chain: Option<&Chain>) -> impl Iterator<Item = &Arc<dyn Policy>> {
+    PolicyLink::iter(chain.and_then(Option::as_ref))
+        .filter(|link| link.source == PolicySource::Local)
+        .map(|link| &link.policy)
+}
+
+/// Whether every local policy of `chain` allows `intent` (asked as the flush
+/// asks: enqueueing from the policy is refused).
+pub(crate) fn passes_local_policies(chain: Option<&Chain>, intent: &Intent) -> bool {
+    in_policy(|| local_policies(chain).all(|policy| policy.allows(intent)))
 }
 
 impl Deref for IntentsGuard<'_> {
     type Target = [Intent];
     fn deref(&self) -> &[Intent] {
-        self.state.buffer.as_slice()
+        self.state.buffer.intents()
     }
 }
 
