@@ -82,6 +82,47 @@ impl std::fmt::Display for Boom {
 
 impl std::error::Error for Boom {}
 
+/// An application's own error type, as a scope body returns it: airlock's
+/// errors (through `?`) or a failure of the application itself. Tests use it
+/// where a body must fail on purpose, so their failure stays distinguishable
+/// from airlock's.
+#[derive(Debug)]
+pub enum AppError {
+    /// An error from airlock.
+    Airlock(airlock::Error),
+    /// The application failed on its own.
+    Failed(String),
+}
+
+/// An [`AppError::Failed`] with the reason `why`.
+pub fn failed(why: impl Into<String>) -> AppError {
+    AppError::Failed(why.into())
+}
+
+impl From<airlock::Error> for AppError {
+    fn from(error: airlock::Error) -> Self {
+        AppError::Airlock(error)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::Airlock(error) => write!(f, "{error}"),
+            AppError::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AppError::Airlock(error) => Some(error),
+            AppError::Failed(_) => None,
+        }
+    }
+}
+
 /// Always fails (after recording that it ran).
 #[airlock::task]
 pub fn fail(tag: String) -> Result<(), Boom> {

@@ -9,7 +9,7 @@ use airlock::{
     AllowAll, AlwaysFlush, BlockTasks, Config, ConfigError, DefaultBehavior, DispatchError,
     DropAll, Error, Executor, Fate, InProcess, Intent, PolicyName, PolicySource, Scope, Settings,
 };
-use airlock_tests::{cascade, fail, record, runs, self_loop, tag};
+use airlock_tests::{cascade, fail, failed, record, runs, self_loop, tag, AppError};
 
 /// Serializes the tests of this binary and restores the defaults around each.
 struct Exclusive(#[allow(dead_code)] MutexGuard<'static, ()>);
@@ -106,9 +106,9 @@ fn configure_configuration_and_reset() {
         "{:?}",
         airlock::configuration()
     );
-    let result: airlock::Result<()> = airlock::scope(|| {
+    let result: Result<(), AppError> = airlock::scope(|| {
         record::enqueue(t.clone(), 3)?;
-        Err(Error::State("fails, but AlwaysFlush flushes".into()))
+        Err(failed("fails, but AlwaysFlush flushes"))
     });
     assert!(result.is_err());
     assert_eq!(
@@ -136,12 +136,12 @@ fn configured_max_cascade_depth_limits_cascades() {
 }
 
 #[airlock::scoped(policy = AllowAll, executor = InProcess, behavior = DefaultBehavior)]
-fn explicit_everything(t: String, succeed: bool) -> airlock::Result<()> {
+fn explicit_everything(t: String, succeed: bool) -> Result<(), AppError> {
     record::enqueue(t, 1)?;
     if succeed {
         Ok(())
     } else {
-        Err(Error::State("failed".into()))
+        Err(failed("failed"))
     }
 }
 
@@ -162,15 +162,13 @@ fn explicit_scope_settings_win_over_configured_defaults() {
     assert_eq!(report.dispatched(), ["record"]);
     assert_eq!(runs(&t), ["record(1)"]);
 
-    let result: airlock::Result<()> = Scope::new()
+    let result: Result<(), AppError> = Scope::new()
         .policy(AllowAll)
         .executor(InProcess)
         .behavior(DefaultBehavior)
         .run(|| {
             record::enqueue(t.clone(), 2)?;
-            Err(Error::State(
-                "discard, whatever the configuration says".into(),
-            ))
+            Err(failed("discard, whatever the configuration says"))
         });
     assert!(result.is_err());
     assert_eq!(runs(&t), ["record(1)"]);

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use airlock::{DispatchOptions, Error, Intent, ScopePhase};
-use airlock_tests::{cascade, fail, record, runs, tag};
+use airlock_tests::{cascade, fail, failed, record, runs, tag, AppError};
 
 #[test]
 fn enqueue_outside_a_scope_is_no_scope_and_says_how_to_fix_it() {
@@ -279,9 +279,9 @@ fn enqueue_through_a_handle_after_the_scope_ended_is_scope_closed() {
 
     // A discarded scope refuses too, saying so.
     let mut handle = None;
-    let result: Result<(), Error> = airlock::scope(|| {
+    let result: Result<(), AppError> = airlock::scope(|| {
         handle = airlock::current();
-        Err(Error::State("fail on purpose".into()))
+        Err(failed("fail on purpose"))
     });
     assert!(result.is_err());
     let handle = handle.unwrap();

@@ -18,19 +18,21 @@
 //!          | PanicOn(v)     (custom: allows panics on value v)
 //! ```
 //! A scope runs its body, then ends as its `ending` says: `Ok(())`, an
-//! `Err(Error::State)`, or a panic. User code handles everything: a rejected
-//! enqueue is noted and the program goes on, and a nested scope's error or
-//! panic is caught by its parent, which goes on. A scope flushes if it ends
-//! `Ok`, or whatever its ending if it has the `AlwaysFlush` behaviour; a
-//! `skip_empty` scope's behaviour looks at the scope as it decides, and
-//! discards instead if the scope holds nothing. An enqueue `via_handle` runs on
-//! another thread, through a handle of the current scope (joined at once):
-//! the scope's own policies apply, not the `with_policy` blocks of the
-//! thread that holds the handle. A scope
-//! that `lets_through` a task answers `true` to `allow_descendant_dispatch`
-//! for it: a descendant's intent of that task goes past it, to the next
-//! ancestor that captures it, or is dispatched early (at the descendant's
-//! flush) if every ancestor lets it through.
+//! `Err(AppError::Failed)` (the application's own error, never one of
+//! airlock's), or a panic. Bodies return `Result<(), AppError>`, so airlock's
+//! own errors reach the caller as `AppError::Airlock`. User code handles
+//! everything: a rejected enqueue is noted and the program goes on, and a
+//! nested scope's error or panic is caught by its parent, which goes on. A
+//! scope flushes if it ends `Ok`, or whatever its ending if it has the
+//! `AlwaysFlush` behaviour; a `skip_empty` scope's behaviour looks at the scope
+//! as it decides, and discards instead if the scope holds nothing. An enqueue
+//! `via_handle` runs on another thread, through a handle of the current scope
+//! (joined at once): the scope's own policies apply, not the `with_policy`
+//! blocks of the thread that holds the handle. A scope that `lets_through` a
+//! task answers `true` to `allow_descendant_dispatch` for it: a descendant's
+//! intent of that task goes past it, to the next ancestor that captures it, or
+//! is dispatched early (at the descendant's flush) if every ancestor lets it
+//! through.
 //!
 //! # The reference model
 //! [`expect`] is a pure function of the program. For every enqueue it works out
@@ -52,12 +54,12 @@
 //!   policy panics on one of them (a `PanicOn` reached before any policy
 //!   refuses), none is dispatched; they are discarded with the scope
 //!   (`PolicyPanicked`), and a body that returned `Ok` gets
-//!   `Err(Error::PolicyPanicked)`. What the scope already handed to its
-//!   ancestors goes on;
+//!   `Err(AppError::Airlock(Error::PolicyPanicked))`. What the scope already
+//!   handed to its ancestors goes on;
 //! * the executor runs a scope's survivors in order and stops at the first
 //!   that fails (task `Fail` runs, then returns an error): it is `Failed`, the
 //!   rest `NotAttempted` (and handed back in the error), and a body that
-//!   returned `Ok` gets `Err(Error::Dispatch)`.
+//!   returned `Ok` gets `Err(AppError::Airlock(Error::Dispatch))`.
 //!
 //! The checks then hold the real run to: at most one dispatch per intent, the
 //! dispatched set, FIFO order per dispatching scope, rejected enqueues (error
@@ -93,6 +95,7 @@ use airlock::{
     Intent, IntentId, Outcome, Policy, PolicySource, PolicyViolation, Scope, ScopeBehavior,
     ScopeHandle, ScopeId, ScopeInfo, ScopePhase, ScopeView, TaskDef,
 };
+use airlock_tests::{failed, AppError};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
@@ -767,10 +770,10 @@ fn enqueue(task: Task, mode: Mode, run: u64, seq: usize, value: u8) -> airlock::
 struct PlannedPanic(usize);
 
 /// Ends a scope's body as the program says.
-fn end_body(spec: &ScopeSpec) -> airlock::Result<()> {
+fn end_body(spec: &ScopeSpec) -> Result<(), AppError> {
     match spec.ending {
         Ending::Ok => Ok(()),
-        Ending::Err => Err(Error::State(format!("planned error in s{}", spec.idx))),
+        Ending::Err => Err(failed(format!("planned error in s{}", spec.idx))),
         Ending::Panic => std::panic::panic_any(PlannedPanic(spec.idx)),
     }
 }
@@ -779,11 +782,11 @@ fn end_body(spec: &ScopeSpec) -> airlock::Result<()> {
 #[derive(Debug)]
 enum Returned {
     Ok,
-    Err(Error),
+    Err(AppError),
     Panicked(Option<usize>),
 }
 
-fn returned(result: std::thread::Result<airlock::Result<()>>) -> Returned {
+fn returned(result: std::thread::Result<Result<(), AppError>>) -> Returned {
     match result {
         Ok(Ok(())) => Returned::Ok,
         Ok(Err(error)) => Returned::Err(error),
@@ -894,9 +897,10 @@ fn run_sync(program: &ScopeSpec) -> Trace {
         Err(_) => Outcome::Panic,
     };
     let end = active.end(outcome);
-    // What `Scope::run` would have returned: a flush error replaces an `Ok`.
+    // What `Scope::run` would have returned: a flush error replaces an `Ok`,
+    // converted into the body's error type.
     let returned = match (body, end) {
-        (Ok(Ok(())), Err(error)) => Returned::Err(error),
+        (Ok(Ok(())), Err(error)) => Returned::Err(AppError::from(error)),
         (body, end) => {
             trace.report = end.ok();
             returned(body)
@@ -1112,10 +1116,11 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
         };
         let ok = match (spec.ending, ret) {
             // A flush error replaces only an `Ok`.
-            (Ending::Ok, Returned::Err(Error::PolicyPanicked { scope, message })) => {
-                policy_panicked == Some(message) && scope.id == handle.info().id
-            }
-            (Ending::Ok, Returned::Err(Error::Dispatch(failure))) => {
+            (
+                Ending::Ok,
+                Returned::Err(AppError::Airlock(Error::PolicyPanicked { scope, message })),
+            ) => policy_panicked == Some(message) && scope.id == handle.info().id,
+            (Ending::Ok, Returned::Err(AppError::Airlock(Error::Dispatch(failure)))) => {
                 let handed_back: Vec<usize> = failure
                     .not_attempted
                     .iter()
@@ -1127,7 +1132,7 @@ fn check(program: &ScopeSpec, trace: &Trace) -> Result<(), TestCaseError> {
             (Ending::Ok, Returned::Ok) => {
                 policy_panicked.is_none() && expected.dispatch_failed[idx].is_none()
             }
-            (Ending::Err, Returned::Err(Error::State(message))) => {
+            (Ending::Err, Returned::Err(AppError::Failed(message))) => {
                 *message == format!("planned error in s{idx}")
             }
             (Ending::Panic, Returned::Panicked(Some(p))) => *p == idx,

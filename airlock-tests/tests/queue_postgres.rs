@@ -17,7 +17,7 @@ use airlock::worker::WorkerOptions;
 use airlock::{DropAll, Error, Scope};
 use airlock_tests::servers::postgres::{postgres, PostgresServer};
 use airlock_tests::{
-    execution_pids, executions, fail_until, log_execution, panics, record, runs, tag,
+    execution_pids, executions, fail_until, log_execution, panics, record, runs, tag, AppError,
     EXECUTION_LOG_VAR,
 };
 
@@ -267,11 +267,11 @@ async fn a_failed_or_dry_run_scope_queues_nothing() {
     let Some(server) = postgres() else { return };
     let queue = queue(server).await;
     let t = tag("pg-discard");
-    let failed: airlock::Result<()> = Scope::new()
+    let failed: Result<(), AppError> = Scope::new()
         .executor(queue.clone())
         .run_async(async {
             record::enqueue(t.clone(), 1)?;
-            Err(Error::State("the handler failed".into()))
+            Err(AppError::Failed("the handler failed".into()))
         })
         .await;
     assert!(failed.is_err());

@@ -15,7 +15,7 @@ use airlock::queue::{apalis_redis, RedisQueue};
 use airlock::worker::WorkerOptions;
 use airlock::{DropAll, Error, Scope};
 use airlock_tests::{execution_pids, executions, fail, fail_until, log_execution, panics};
-use airlock_tests::{record, runs, tag, EXECUTION_LOG_VAR};
+use airlock_tests::{record, runs, tag, AppError, EXECUTION_LOG_VAR};
 use redis::aio::ConnectionManager;
 
 /// The Redis keys of the default queue.
@@ -337,11 +337,11 @@ async fn a_failed_or_dry_run_scope_pushes_nothing() {
     };
     let (queue, _) = queue(server).await;
     let t = tag("redis-discard");
-    let failed: airlock::Result<()> = Scope::new()
+    let failed: Result<(), AppError> = Scope::new()
         .executor(queue.clone())
         .run_async(async {
             record::enqueue(t.clone(), 1)?;
-            Err(Error::State("the handler failed".into()))
+            Err(AppError::Failed("the handler failed".into()))
         })
         .await;
     assert!(failed.is_err());

@@ -9,7 +9,7 @@ use airlock::envelope::Envelope;
 use airlock::queue::apalis::prelude::{BackendExt, TaskSink, WorkerBuilder};
 use airlock::queue::SqliteQueue;
 use airlock::{DropAll, Error, Scope};
-use airlock_tests::{fail, record, runs, tag};
+use airlock_tests::{fail, record, runs, tag, AppError};
 
 async fn queue(dir: &tempfile::TempDir) -> SqliteQueue {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
@@ -151,11 +151,11 @@ async fn a_failed_or_dry_run_scope_queues_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let queue = queue(&dir).await;
     let t = tag("sqlite-discard");
-    let failed: airlock::Result<()> = Scope::new()
+    let failed: Result<(), AppError> = Scope::new()
         .executor(queue.clone())
         .run_async(async {
             record::enqueue(t.clone(), 1)?;
-            Err(Error::State("the handler failed".into()))
+            Err(AppError::Failed("the handler failed".into()))
         })
         .await;
     assert!(failed.is_err());

@@ -9,10 +9,10 @@ use airlock::{
     AlwaysFlush, BlockTasks, DiscardReason, DropAll, Error, Fate, FlushReport, Intent, Outcome,
     PolicySource, Scope, ScopeBehavior, ScopeHandle, ScopeInfo, ScopePhase, ScopeView,
 };
-use airlock_tests::{cascade, record, runs, tag, yield_once};
+use airlock_tests::{cascade, failed, record, runs, tag, yield_once, AppError};
 
-fn fail_on_purpose() -> Error {
-    Error::State("the body failed on purpose".into())
+fn fail_on_purpose() -> AppError {
+    failed("the body failed on purpose")
 }
 
 fn fates(records: &[airlock::IntentRecord]) -> Vec<Fate> {
@@ -28,7 +28,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 #[airlock::scoped(name = "checkout")]
-fn checkout(t: String, succeed: bool) -> airlock::Result<u64> {
+fn checkout(t: String, succeed: bool) -> Result<u64, AppError> {
     record::enqueue(t.clone(), 10)?;
     assert!(runs(&t).is_empty(), "nothing runs inside the scope");
     if succeed {
@@ -78,12 +78,12 @@ fn a_scope_flushes_on_ok() {
 fn a_scope_discards_on_err() {
     let t = tag("discard-err");
     let mut handle = None;
-    let result: airlock::Result<()> = airlock::scope(|| {
+    let result: Result<(), AppError> = airlock::scope(|| {
         handle = airlock::current();
         record::enqueue(t.clone(), 1)?;
         Err(fail_on_purpose())
     });
-    assert!(matches!(result, Err(Error::State(_))), "{result:?}");
+    assert!(matches!(result, Err(AppError::Failed(_))), "{result:?}");
     assert!(runs(&t).is_empty());
     let handle = handle.unwrap();
     assert_eq!(handle.phase(), ScopePhase::Discarded);
@@ -94,7 +94,10 @@ fn a_scope_discards_on_err() {
     );
 
     let t = tag("scoped-err");
-    assert!(matches!(checkout(t.clone(), false), Err(Error::State(_))));
+    assert!(matches!(
+        checkout(t.clone(), false),
+        Err(AppError::Failed(_))
+    ));
     assert!(runs(&t).is_empty());
 }
 
@@ -397,12 +400,15 @@ fn nested_scopes_hand_intents_to_the_parent_own_vs_captured() {
 fn always_flush_flushes_on_err() {
     let t = tag("always-err");
     let mut handle = None;
-    let result: airlock::Result<()> = Scope::new().behavior(AlwaysFlush).run(|| {
+    let result: Result<(), AppError> = Scope::new().behavior(AlwaysFlush).run(|| {
         handle = airlock::current();
         record::enqueue(t.clone(), 1)?;
         Err(fail_on_purpose())
     });
-    assert!(matches!(result, Err(Error::State(_))), "the error is kept");
+    assert!(
+        matches!(&result, Err(AppError::Failed(why)) if why == "the body failed on purpose"),
+        "the error is kept: {result:?}"
+    );
     assert_eq!(runs(&t), ["record(1)"]);
     assert_eq!(handle.unwrap().phase(), ScopePhase::Flushed);
 }
@@ -460,7 +466,7 @@ fn a_custom_should_flush_decides() {
     };
     assert!(why.contains("declined to flush"), "{why}");
 
-    let result: airlock::Result<()> = Scope::new().behavior(FlushOnlyOnError).run(|| {
+    let result: Result<(), AppError> = Scope::new().behavior(FlushOnlyOnError).run(|| {
         record::enqueue(t.clone(), 2)?;
         Err(fail_on_purpose())
     });
@@ -683,7 +689,7 @@ fn capture_is_recursive_through_three_levels() {
     let t = tag("depth3-middle-fails");
     let s1 = Scope::new().name("s1").start();
     s1.in_scope(|| {
-        let r: airlock::Result<()> = Scope::new().name("s2").run(|| {
+        let r: Result<(), AppError> = Scope::new().name("s2").run(|| {
             Scope::new()
                 .name("s3")
                 .run(|| record::enqueue(t.clone(), 1).map(drop))?;
@@ -699,7 +705,7 @@ fn capture_is_recursive_through_three_levels() {
 #[test]
 fn a_detached_scope_dispatches_on_its_own() {
     let t = tag("detached");
-    let result: airlock::Result<()> = airlock::scope(|| {
+    let result: Result<(), AppError> = airlock::scope(|| {
         let outer = airlock::current().unwrap();
         let detached = Scope::new().detached().start();
         assert!(!detached.is_nested());

@@ -7,9 +7,9 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
 
-use airlock::scope::Bound;
+use airlock::Bound;
 use airlock::{DropAll, Scope, ScopedFuture};
-use airlock_tests::{record, record_async, record_run, runs, tag, yield_once};
+use airlock_tests::{failed, record, record_async, record_run, runs, tag, yield_once, AppError};
 
 fn assert_send<T: Send>(_: &T) {}
 
@@ -18,18 +18,14 @@ fn assert_send_type<T: Send>() {}
 
 /// Enqueues across several suspension points; everything held across them is `Send`.
 #[airlock::scoped]
-async fn checkout(tag: String, n: u64) -> airlock::Result<u64> {
+async fn checkout(tag: String, n: u64) -> Result<u64, AppError> {
     record::enqueue(tag.clone(), n)?;
     yield_once().await;
     tokio::task::yield_now().await;
     // The scope travels with the future, whichever worker polls it now.
-    let scope = airlock::current()
-        .ok_or_else(|| airlock::Error::State("scope lost across .await".into()))?;
+    let scope = airlock::current().ok_or_else(|| failed("scope lost across .await"))?;
     if scope.info().name.as_deref() != Some("checkout") {
-        return Err(airlock::Error::State(format!(
-            "wrong scope: {}",
-            scope.info()
-        )));
+        return Err(failed(format!("wrong scope: {}", scope.info())));
     }
     record_async::enqueue(tag, n + 1)?;
     yield_once().await;

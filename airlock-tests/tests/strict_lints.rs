@@ -19,6 +19,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use airlock::{BlockTasks, DropAll};
+use airlock_tests::{failed, AppError};
 use serde::{Deserialize, Serialize};
 
 /// Sum of every `order_id` the tasks below ran with.
@@ -112,12 +113,12 @@ mod inner {
 /// A public sync scoped function.
 ///
 /// # Errors
-/// If the flush fails.
+/// If the order id is 0, or the flush fails.
 #[airlock::scoped]
-pub fn checkout(order_id: u64) -> airlock::Result<u64> {
+pub fn checkout(order_id: u64) -> Result<u64, AppError> {
     ship::enqueue(order_id)?;
     if order_id == 0 {
-        return Err(airlock::Error::State("order 0".to_owned()));
+        return Err(failed("order 0"));
     }
     Ok(order_id)
 }
@@ -141,9 +142,9 @@ pub async fn checkout_async(order_id: u64) -> anyhow::Result<u64> {
     behavior = airlock::DefaultBehavior,
     name = "strict.dry_run"
 )]
-fn dry_run(order_id: u64) -> airlock::Result<String> {
+fn dry_run(order_id: u64) -> Result<String, AppError> {
     ship::enqueue(order_id)?;
-    let current = airlock::current().ok_or_else(|| airlock::Error::State("no scope".to_owned()))?;
+    let current = airlock::current().ok_or_else(|| failed("no scope"))?;
     Ok(current.info().to_string())
 }
 
@@ -224,7 +225,7 @@ fn sync_task_and_scoped_fn_run_on_flush() {
     assert_eq!(captured.args::<ship>()[0].order_id, 11);
 
     let err = checkout(0).unwrap_err();
-    assert!(matches!(err, airlock::Error::State(_)), "{err}");
+    assert!(matches!(err, AppError::Failed(_)), "{err}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use airlock::{DropAll, Scope};
 use airlock_tests::logs::LogSink;
-use airlock_tests::{fail, record, tag};
+use airlock_tests::{fail, failed, record, tag, AppError};
 
 /// Runs `f` with every airlock event down to TRACE captured; returns the log.
 fn logged(f: impl FnOnce()) -> String {
@@ -72,10 +72,10 @@ fn a_policy_drop_names_the_policy() {
 fn a_discard_says_how_many_intents_were_lost_and_why() {
     let t = tag("trace-discard");
     let log = logged(|| {
-        let result: airlock::Result<()> = airlock::scope(|| {
+        let result: Result<(), AppError> = airlock::scope(|| {
             record::enqueue(t.clone(), 1)?;
             record::enqueue(t.clone(), 2)?;
-            Err(airlock::Error::State("the handler failed".into()))
+            Err(failed("the handler failed"))
         });
         assert!(result.is_err());
     });

@@ -22,35 +22,76 @@ pub(crate) type Chain = Option<Arc<PolicyLink>>;
 #[derive(Default)]
 pub(crate) struct Buffer {
     intents: Vec<Intent>,
-    /// `chains[k]` is the chain of `intents[k]`; empty while no intent has
-    /// one (no policy in force, the common case), so such a scope stores
-    /// no chains at all.
-    chains: Vec<Chain>,
+    chains: Chains,
+}
+
+/// The chain of each intent of a buffer, stored once per run of intents
+/// enqueued under the same chain: the intents of a scope usually share one
+/// (none, or the scope's policy), and then nothing is stored per intent,
+/// not even a reference count (`in_process_table`'s DropAll rows).
+#[derive(Default)]
+pub(crate) struct Chains {
+    /// `(first, chain)`: intents from index `first` up to the next run's
+    /// `first` have `chain`. Intents before the first run have none.
+    runs: Vec<(usize, Chain)>,
+}
+
+impl Chains {
+    /// Notes that intent `index` (the next one) has `chain`.
+    fn push(&mut self, index: usize, chain: &Chain) {
+        let last = self.runs.last().map_or(&None, |(_, chain)| chain);
+        let same = match (last, chain) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if !same {
+            self.runs.push((index, chain.clone()));
+        }
+    }
+
+    /// The chain of intent `index`.
+    pub(crate) fn at(&self, index: usize) -> &Chain {
+        let run = self.runs.partition_point(|(first, _)| *first <= index);
+        match run {
+            0 => &None,
+            run => &self.runs[run - 1].1,
+        }
+    }
+
+    /// Whether no intent has a policy to pass.
+    pub(crate) fn none(&self) -> bool {
+        self.runs.iter().all(|(_, chain)| chain.is_none())
+    }
+
+    /// Appends `other`'s runs, for intents placed from index `offset` on.
+    fn append(&mut self, other: Chains, offset: usize) {
+        // `other`'s intents before its first run have no chain.
+        self.push(offset, &None);
+        for (first, chain) in other.runs {
+            self.push(first + offset, &chain);
+        }
+    }
 }
 
 impl Buffer {
-    pub(crate) fn push(&mut self, intent: Intent, chain: Chain) {
+    pub(crate) fn push(&mut self, intent: Intent, chain: &Chain) {
         if self.intents.capacity() == 0 {
             self.intents = spares::take(&SPARE_INTENTS);
         }
-        if chain.is_some() || !self.chains.is_empty() {
-            self.chains.resize(self.intents.len(), None);
-            self.chains.push(chain);
-        }
+        self.chains.push(self.intents.len(), chain);
         self.intents.push(intent);
     }
 
-    /// Appends the intent `make` builds, with no chain; returns its id.
+    /// Appends the intent `make` builds, with `chain`; returns its id.
     /// Building it only once there is room lets the compiler write it
     /// straight into the vector (see [`enqueue_new`](crate::enqueue)).
     #[inline]
-    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent) -> IntentId {
+    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent, chain: &Chain) -> IntentId {
         if self.intents.capacity() == 0 {
             self.intents = spares::take(&SPARE_INTENTS);
         }
-        if !self.chains.is_empty() {
-            self.chains.resize(self.intents.len() + 1, None);
-        }
+        self.chains.push(self.intents.len(), chain);
         // With room known, the compiler writes the intent in place.
         if self.intents.len() < self.intents.capacity() {
             self.intents.push(make());
@@ -87,11 +128,9 @@ impl Buffer {
             *self = other;
             return;
         }
-        if !self.chains.is_empty() || !other.chains.is_empty() {
-            self.chains.resize(self.intents.len(), None);
-            other.chains.resize(other.intents.len(), None);
-            self.chains.append(&mut other.chains);
-        }
+        let offset = self.intents.len();
+        self.chains
+            .append(std::mem::take(&mut other.chains), offset);
         self.intents.append(&mut other.intents);
         spares::put(&SPARE_INTENTS, std::mem::take(&mut other.intents));
         if interleaved {
@@ -99,7 +138,7 @@ impl Buffer {
             // Both runs are sorted; the stable sort merges them in O(n).
             pairs.sort_by_key(|(intent, _)| intent.id());
             for (intent, chain) in pairs {
-                self.push(intent, chain);
+                self.push(intent, &chain);
             }
         }
     }
@@ -116,18 +155,20 @@ impl Buffer {
     /// The chain of `intent`, one of the buffered ones (found by id).
     pub(crate) fn chain_of(&self, intent: &Intent) -> Option<&Chain> {
         let k = self.intents.iter().position(|i| i.id() == intent.id())?;
-        Some(self.chains.get(k).unwrap_or(&None))
+        Some(self.chains.at(k))
     }
 
     /// The intents and their chains, in order.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Intent, Chain)> + '_ {
-        self.chains.resize(self.intents.len(), None);
-        self.intents.drain(..).zip(self.chains.drain(..))
+        let chains = std::mem::take(&mut self.chains);
+        self.intents
+            .drain(..)
+            .enumerate()
+            .map(move |(k, intent)| (intent, chains.at(k).clone()))
     }
 
-    /// The intents, and their chains: as many as intents, or none when no
-    /// intent has one.
-    pub(crate) fn into_parts(self) -> (Vec<Intent>, Vec<Chain>) {
+    /// The intents and their chains.
+    pub(crate) fn into_parts(self) -> (Vec<Intent>, Chains) {
         (self.intents, self.chains)
     }
 }
@@ -141,4 +182,62 @@ thread_local! {
 /// [`spares`](crate::spares).
 pub(crate) fn recycle(intents: Vec<Intent>) {
     spares::put(&SPARE_INTENTS, intents);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Chain, Chains};
+    use crate::policy::chain::{HeldPolicy, PolicyLink, PolicySource};
+    use crate::DropAll;
+
+    fn chain() -> Chain {
+        PolicyLink::extend(None, &[HeldPolicy::new(DropAll)], &PolicySource::Local)
+    }
+
+    fn same(a: &Chain, b: &Chain) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn runs_give_each_intent_its_own_chain() {
+        let (a, b) = (chain(), chain());
+        let per_intent = [
+            None,
+            a.clone(),
+            a.clone(),
+            None,
+            b.clone(),
+            b.clone(),
+            a.clone(),
+        ];
+        let mut chains = Chains::default();
+        for (k, c) in per_intent.iter().enumerate() {
+            chains.push(k, c);
+        }
+        // One run per change, not one per intent.
+        assert_eq!(chains.runs.len(), 4);
+        for (k, c) in per_intent.iter().enumerate() {
+            assert!(same(chains.at(k), c), "intent {k}");
+        }
+    }
+
+    #[test]
+    fn appended_intents_without_a_chain_do_not_inherit_the_last_run() {
+        let a = chain();
+        let mut own = Chains::default();
+        own.push(0, &a);
+        let mut nested = Chains::default();
+        nested.push(1, &a);
+        // The nested scope's intent 0 has none, its intent 1 has `a`.
+        own.append(nested, 1);
+        assert!(same(own.at(0), &a));
+        assert!(same(own.at(1), &None));
+        assert!(same(own.at(2), &a));
+    }
 }

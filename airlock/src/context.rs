@@ -27,7 +27,10 @@ pub(crate) trait LazyScope {
 
 struct Entry {
     id: u64,
-    current: Current,
+    /// Shared, not copied, with whoever asks what is current (the enqueue
+    /// path while policies run): an `Rc` clone costs no atomic operation,
+    /// where copying a [`Current`] costs two.
+    current: Rc<Current>,
     /// Creates `current.scope` on first use.
     lazy: Option<Rc<dyn LazyScope>>,
 }
@@ -42,7 +45,11 @@ impl Stack {
     fn push(&mut self, current: Current, lazy: Option<Rc<dyn LazyScope>>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.entries.push(Entry { id, current, lazy });
+        self.entries.push(Entry {
+            id,
+            current: Rc::new(current),
+            lazy,
+        });
         id
     }
 
@@ -105,13 +112,13 @@ impl Drop for FrameGuard {
 }
 
 /// What is current on this thread, if anything.
-pub(crate) fn top() -> Option<Current> {
+pub(crate) fn top() -> Option<Rc<Current>> {
     let top = STACK
         .try_with(|stack| {
             let mut stack = stack.borrow_mut();
             let entry = stack.entries.last_mut()?;
             Some(match entry.lazy.take() {
-                None => Ok(entry.current.clone()),
+                None => Ok(Rc::clone(&entry.current)),
                 Some(lazy) => Err((entry.id, lazy)),
             })
         })
@@ -123,14 +130,14 @@ pub(crate) fn top() -> Option<Current> {
             // Created with the stack released: starting a scope emits a
             // trace event, and a subscriber may look at the stack.
             let scope = lazy.create();
-            let current = Current {
+            let current = Rc::new(Current {
                 chain: scope.chain.clone(),
                 scope: Some(scope),
-            };
+            });
             STACK.with(|stack| {
                 let mut stack = stack.borrow_mut();
                 if let Some(entry) = stack.entries.iter_mut().rfind(|e| e.id == id) {
-                    entry.current = current.clone();
+                    entry.current = Rc::clone(&current);
                 }
             });
             Some(current)
@@ -152,12 +159,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
         match stack.entries.last() {
             // A task's scope not created yet: below, with the stack released.
             Some(entry) if entry.lazy.is_some() => None,
-            entry => Some(run(entry.map(|entry| &entry.current))),
+            entry => Some(run(entry.map(|entry| &*entry.current))),
         }
     });
     match ready {
         Ok(Some(done)) => done,
-        Ok(None) => run(top().as_ref()),
+        Ok(None) => run(top().as_deref()),
         // The thread is being torn down.
         Err(_) => run(None),
     }

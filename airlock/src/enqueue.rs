@@ -42,7 +42,8 @@ pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
         };
         // Policies and tracing subscribers are user code: they run with the
         // stack released.
-        let checked = current.is_some_and(|current| current.chain.is_some());
+        let chain = current.map_or(&None, |current| &current.chain);
+        let checked = chain.as_ref().is_some_and(|chain| chain.checks_enqueue);
         if checked || tracing::level_enabled!(tracing::Level::TRACE) {
             step = Step::Check;
             return;
@@ -51,7 +52,7 @@ pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
             intent.scope = Some(scope.info.id);
             intent.cascade_depth = scope.cascade_depth;
         }
-        step = scope.push(&mut slot, None).into();
+        step = scope.push(&mut slot, chain).into();
     });
     match step {
         Step::Pushed(id) => return Ok(id),
@@ -60,10 +61,11 @@ pub fn enqueue(intent: Intent) -> Result<IntentId, Error> {
         Step::Check => {}
     }
     // The general path: what is current, held while policies run.
+    let current = context::top();
     let Some(Current {
         scope: Some(scope),
         chain,
-    }) = context::top()
+    }) = current.as_deref()
     else {
         return Err(no_scope(name));
     };
@@ -123,18 +125,20 @@ fn no_scope(task: &'static str) -> Error {
 /// The error for an intent of `task` the current scope refused.
 #[cold]
 fn refusal(refused: Refused, task: &'static str) -> Error {
-    match context::top().and_then(|current| current.scope) {
-        Some(scope) => scope.refusal_error(refused, task),
-        None => no_scope(task),
+    match context::top().as_deref() {
+        Some(Current {
+            scope: Some(scope), ..
+        }) => scope.refusal_error(refused, task),
+        _ => no_scope(task),
     }
 }
 
 /// `enqueue(Intent::new::<T>(args))`, as generated `my_task::enqueue(..)`
 /// calls it.
 ///
-/// When no policy is in force and trace logging is off (no user code to run
-/// before the intent is buffered), the intent is built right in the scope's
-/// buffer. Built elsewhere and moved there, it was copied with loads wider
+/// When no policy in force checks intents at enqueue and trace logging is
+/// off (no user code to run before the intent is buffered), the intent is
+/// built right in the scope's buffer. Built elsewhere and moved there, it was copied with loads wider
 /// than the stores that had just written it, stalling the CPU on every
 /// enqueue (`in_process_table`'s "enqueue + flush, in-process, N = 1000"
 /// row). Otherwise it takes the general path.
@@ -155,16 +159,20 @@ pub(crate) fn enqueue_new<A: Any + Send + Sync>(
     context::with_current(|current| {
         let Some(Current {
             scope: Some(scope),
-            chain: None,
+            chain,
         }) = current
         else {
             return;
         };
+        if chain.as_ref().is_some_and(|chain| chain.checks_enqueue) {
+            return;
+        }
         let (id, depth) = (scope.info.id, scope.cascade_depth);
-        pushed = Some(scope.push_with(|| {
+        let make = || {
             let args = args.take().expect("built once");
             Intent::from_erased(task, Box::new(args), None, origin).in_scope(id, depth)
-        }));
+        };
+        pushed = Some(scope.push_with(make, chain));
     });
     match pushed {
         Some(Ok(id)) => Ok(id),

@@ -206,10 +206,6 @@ pub enum Error {
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
 
-    /// A scope method was called in a state that does not allow it.
-    #[error("{0}")]
-    State(String),
-
     /// A scope was asked to end after it had already ended. Ending methods
     /// consume the [`ActiveScope`](crate::ActiveScope), so this means a scope
     /// ended behind its owner's back (a bug in an integration).

@@ -42,8 +42,10 @@
 //! ```
 //!
 //! # The data path
-//! `enqueue` ([`mod@enqueue`]) → the scope's buffer ([`scope()`]) → policies
-//! ([`policy`]) → the flush ([`flush`]) → an executor ([`executor`]).
+//! [`enqueue()`] → the scope's buffer ([`Scope`], [`scope()`]) → policies
+//! ([`policy`]) → the flush ([`flush`]) → an executor ([`executor`]). The
+//! source follows it: `enqueue.rs` → `buffer.rs`, `scope/` → `policy/` →
+//! `flush/` → `executor/`, each importing only what comes before it.
 //!
 //! * **Tasks** (`#[airlock::task]`): the generated `my_task::enqueue(..)` takes
 //!   the function's own parameters; `my_task::intent(..)` returns a builder for
@@ -101,14 +103,14 @@
 //! (request, job) dispatches when it ends, independent of any transaction.
 //! The feature-gated items are documented on docs.rs with all features on.
 //!
-//! # Where airlock differs from airlock-py, on purpose
+//! # What a scope guarantees
 //! * **A nested scope's policy keeps applying** to the intents it hands to its
 //!   parent: a `DropAll` scope inside a request scope is still a dry run. The
 //!   report names the dropping policy and the scope it belongs to.
-//! * **A local block that rejects at enqueue rejects at enqueue**
-//!   (`with_policy(AssertNoEffects, ..)`, a rejecting `BlockTasks`), exactly as
-//!   the same policy does on a scope, instead of dropping silently at flush.
-//!   A detached scope opened inside such a block is still under it.
+//! * **A policy that rejects at enqueue rejects at enqueue**, on a scope or
+//!   on a block (`with_policy(AssertNoEffects, ..)`, a rejecting
+//!   `BlockTasks`); a detached scope opened inside such a block is still
+//!   under it.
 //! * **Tasks run in process run inside their own scope**, exactly as a queue
 //!   worker runs them, so a task that enqueues behaves the same in process and
 //!   on a queue, and a re-entrant cascade can be stopped with `BlockTasks` (or
@@ -123,9 +125,12 @@
 //! * **Cancellation discards**: an async scope whose future is dropped before
 //!   completing discards its intents ([`DiscardReason::Cancelled`]).
 //! * **Ending twice does not compile**: `flush`, `discard` and friends consume
-//!   the [`ActiveScope`], and an [`EnterGuard`](scope::EnterGuard) borrows it,
+//!   the [`ActiveScope`], and an [`EnterGuard`] borrows it,
 //!   so a scope cannot end while entered or end twice. Enqueueing into an ended
 //!   scope through a handle is [`Error::ScopeClosed`].
+//!
+//! Coming from the Python library airlock-py? `docs/migrating-from-airlock-py.md`
+//! in the repository lists what works differently, and why.
 //!
 //! # Tasks in another crate
 //! `inventory` registers a task only if its crate is linked. If a binary never
@@ -146,7 +151,7 @@ mod buffer;
 mod clipped;
 mod config;
 mod context;
-pub mod enqueue;
+mod enqueue;
 pub mod envelope;
 mod error;
 pub mod executor;
@@ -166,7 +171,7 @@ pub mod policy;
 )]
 pub mod queue;
 mod registry;
-pub mod scope;
+mod scope;
 mod spares;
 mod task;
 pub mod testing;
@@ -238,9 +243,9 @@ pub use policy::{
 };
 pub use registry::{registry, Registry};
 pub use scope::{
-    current, scope, scope_async, ActiveScope, AlwaysFlush, DefaultBehavior, DiscardReason,
-    Durability, Outcome, Scope, ScopeBehavior, ScopeHandle, ScopeId, ScopeInfo, ScopeOutput,
-    ScopePhase, ScopeView, ScopedFuture,
+    current, scope, scope_async, ActiveScope, AlwaysFlush, Bound, DefaultBehavior, DiscardReason,
+    Durability, EnterGuard, HandleGuard, IntentsGuard, Outcome, Scope, ScopeBehavior, ScopeHandle,
+    ScopeId, ScopeInfo, ScopeOutput, ScopePhase, ScopeView, ScopedFuture,
 };
 pub use task::{Task, TaskDef, TaskKind, TaskOutput};
 

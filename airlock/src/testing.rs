@@ -22,7 +22,7 @@ use std::future::Future;
 
 use std::sync::Arc;
 
-use crate::buffer::{Buffer, Chain};
+use crate::buffer::{Buffer, Chain, Chains};
 use crate::intent::Intent;
 use crate::policy::Policy;
 use crate::scope::settings::Scope;
@@ -35,8 +35,8 @@ pub struct Captured<R> {
     pub value: R,
     /// Everything it enqueued, in FIFO order.
     pub intents: Vec<Intent>,
-    /// The policies each intent was enqueued under, in the same order.
-    chains: Vec<Chain>,
+    /// The policies each intent was enqueued under.
+    chains: Chains,
 }
 
 impl<R> Captured<R> {
@@ -51,7 +51,7 @@ impl<R> Captured<R> {
 
     fn chain_of(&self, intent: &Intent) -> Option<&Chain> {
         let k = self.intents.iter().position(|i| i.id() == intent.id())?;
-        self.chains.get(k)
+        Some(self.chains.at(k))
     }
 
     /// The policies of the `with_policy` blocks `intent` (one of

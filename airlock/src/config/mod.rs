@@ -30,16 +30,17 @@ pub(crate) mod error;
 
 use crate::config::error::ConfigError;
 use crate::executor::{Executor, InProcess};
+use crate::policy::chain::HeldPolicy;
 use crate::policy::{AssertNoEffects, BlockTasks, DropAll, LogOnFlush, Policy};
 use crate::registry::registry;
-use crate::scope::behavior::{DefaultBehavior, ScopeBehavior};
+use crate::scope::behavior::{Behavior, DefaultBehavior, ScopeBehavior};
 
 /// The defaults scopes fall back on.
 #[derive(Clone)]
 pub struct Config {
-    pub(crate) policies: Vec<Arc<dyn Policy>>,
+    pub(crate) policies: Vec<HeldPolicy>,
     pub(crate) executor: Arc<dyn Executor>,
-    pub(crate) behavior: Arc<dyn ScopeBehavior>,
+    pub(crate) behavior: Behavior,
     pub(crate) max_cascade_depth: u32,
     pub(crate) max_payload_bytes: usize,
     pub(crate) max_intents_per_scope: usize,
@@ -61,7 +62,7 @@ impl Default for Config {
         Config {
             policies: Vec::new(),
             executor: Arc::new(InProcess),
-            behavior: Arc::new(DefaultBehavior),
+            behavior: Behavior::new(DefaultBehavior),
             max_cascade_depth: 32,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_intents_per_scope: DEFAULT_MAX_INTENTS_PER_SCOPE,
@@ -91,7 +92,7 @@ impl Config {
 
     /// Adds a default policy for outermost scopes that set none.
     pub fn policy(mut self, policy: impl Policy) -> Self {
-        self.policies.push(Arc::new(policy));
+        self.policies.push(HeldPolicy::new(policy));
         self
     }
 
@@ -103,7 +104,7 @@ impl Config {
 
     /// Sets the default lifecycle behaviour.
     pub fn behavior(mut self, behavior: impl ScopeBehavior) -> Self {
-        self.behavior = Arc::new(behavior);
+        self.behavior = Behavior::new(behavior);
         self
     }
 
@@ -201,7 +202,7 @@ impl Config {
 
     /// The default policies, in order.
     pub fn policies(&self) -> impl Iterator<Item = &Arc<dyn Policy>> {
-        self.policies.iter()
+        self.policies.iter().map(|held| &held.policy)
     }
 
     /// The default executor.

@@ -225,7 +225,7 @@ fn async_in_sync_scope(task: &TaskDef) -> BoxError {
 /// The scope a task runs in when it is awaited: outermost and isolated from
 /// everything around the flush (as on a worker), named after the task.
 fn task_scope(name: &'static str, depth: u32, executor: Option<Arc<dyn Executor>>) -> Scope {
-    let scope = Scope::new().__isolated().name(name).__cascade_depth(depth);
+    let scope = Scope::new().name(name).for_task(depth);
     match executor {
         Some(executor) => scope.shared_executor(executor),
         None => scope,

@@ -13,8 +13,8 @@ use crate::executor::{BoxFuture, DispatchError, Executor};
 use crate::intent::Intent;
 
 /// Spawns each dispatched intent as its own task on a tokio runtime, so a
-/// flush returns at once and the tasks run in the background (airlock-py's
-/// thread-pool executor). Feature `tokio`.
+/// flush returns at once and the tasks run in the background. Feature
+/// `tokio`.
 ///
 /// Each task runs in its own isolated scope, like [`InProcess`](super::InProcess)
 /// and queue workers, and what it enqueues is dispatched by this same

@@ -5,7 +5,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use crate::buffer::Chain;
+use crate::buffer::Chains;
 use crate::error::Error;
 use crate::flush::ledger::{FateRef, Ledger, Positions};
 use crate::flush::panic_message;
@@ -22,10 +22,10 @@ pub(crate) fn filter(
     core: Arc<ScopeCore>,
     mut ledger: Ledger,
     intents: Vec<Intent>,
-    chains: Vec<Chain>,
+    chains: Chains,
     positions: Positions,
 ) -> Result<PreparedFlush, Error> {
-    if chains.iter().all(Option::is_none) {
+    if chains.none() {
         return Ok(PreparedFlush::new(core, ledger, intents, positions));
     }
     // Where the refusing link sits in each intent's chain, if one refuses.
@@ -33,8 +33,8 @@ pub(crate) fn filter(
         in_policy(|| {
             intents
                 .iter()
-                .zip(&chains)
-                .map(|(intent, chain)| PolicyLink::first_refusal_at(chain.as_ref(), intent))
+                .enumerate()
+                .map(|(k, intent)| PolicyLink::first_refusal_at(chains.at(k).as_ref(), intent))
                 .collect::<Vec<_>>()
         })
     }));
@@ -66,7 +66,7 @@ pub(crate) fn filter(
     let mut intents = intents;
     let mut k = 0;
     intents.retain(|intent| {
-        let (at, chain) = (refusals[k], &chains[k]);
+        let (at, chain) = (refusals[k], chains.at(k));
         let position = positions.get(k);
         k += 1;
         let Some(at) = at else {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::buffer::{Buffer, Chain};
+use crate::buffer::{Buffer, Chains};
 use crate::error::Error;
 use crate::flush::ledger::{Ledger, Positions};
 use crate::flush::record::Fate;
@@ -15,7 +15,7 @@ use crate::scope::info::{DiscardReason, ScopePhase};
 /// their chains and ledger entries: this scope dispatches them itself.
 pub(crate) struct Escaped {
     pub(crate) intents: Vec<Intent>,
-    pub(crate) chains: Vec<Chain>,
+    pub(crate) chains: Chains,
     pub(crate) positions: Positions,
 }
 
@@ -31,24 +31,24 @@ pub(crate) fn route_to_ancestors(
     let parent = ancestors[0];
     // Usually (the default behaviour) the parent captures everything, and
     // the buffer goes up whole.
-    let first_escape = buffer
-        .intents()
-        .iter()
-        .position(|intent| parent.behavior.allow_descendant_dispatch(info, intent));
+    let first_escape = if parent.behavior.captures_all() {
+        None
+    } else {
+        buffer
+            .intents()
+            .iter()
+            .position(|intent| parent.behavior.allow_descendant_dispatch(info, intent))
+    };
     let mut captured: Vec<(Buffer, Vec<usize>)> =
         ancestors.iter().map(|_| Default::default()).collect();
-    let mut escaped = Escaped {
-        intents: Vec::new(),
-        chains: Vec::new(),
-        positions: Positions::Listed(Vec::new()),
-    };
+    let mut escaped_buffer = Buffer::default();
+    let mut escaped_at = Vec::new();
     if let Some(first_escape) = first_escape {
         let captured_by: Vec<_> = ancestors
             .iter()
             .map(|a| ledger.fate(Fate::Captured { by: a.info.clone() }))
             .collect();
         let buffered = ledger.fate(Fate::Buffered);
-        let mut escaped_at = Vec::new();
         for (k, (intent, chain)) in buffer.drain().enumerate() {
             // The nearest ancestor that captures it (`None`: every one lets
             // it through), asking each behaviour once.
@@ -66,17 +66,15 @@ pub(crate) fn route_to_ancestors(
             let at = ledger.note(&intent, info.id, fate);
             match taker {
                 Some(a) => {
-                    captured[a].0.push(intent, chain);
+                    captured[a].0.push(intent, &chain);
                     captured[a].1.push(at);
                 }
                 None => {
-                    escaped.intents.push(intent);
-                    escaped.chains.push(chain);
+                    escaped_buffer.push(intent, &chain);
                     escaped_at.push(at);
                 }
             }
         }
-        escaped.positions = Positions::Listed(escaped_at);
     } else {
         let by = ledger.fate(Fate::Captured {
             by: parent.info.clone(),
@@ -112,7 +110,7 @@ pub(crate) fn route_to_ancestors(
         // Anything left to dispatch early is discarded too: the boundary that
         // should have decided is gone.
         let discarded = ledger.fate(Fate::Discarded(DiscardReason::ParentClosed));
-        ledger.set_each(&escaped.positions, discarded);
+        ledger.set_each(&Positions::Listed(escaped_at), discarded);
         core.end(
             ScopePhase::Discarded,
             std::mem::take(ledger),
@@ -124,5 +122,10 @@ pub(crate) fn route_to_ancestors(
             lost,
         });
     }
-    Ok(escaped)
+    let (intents, chains) = escaped_buffer.into_parts();
+    Ok(Escaped {
+        intents,
+        chains,
+        positions: Positions::Listed(escaped_at),
+    })
 }

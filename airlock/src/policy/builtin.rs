@@ -156,6 +156,13 @@ fn sorted(mut names: Vec<&'static str>) -> Vec<&'static str> {
     names
 }
 
+impl BlockTasks {
+    /// Whether `on_enqueue` refuses blocked tasks (or only `allows` drops them).
+    pub(crate) fn rejects_at_enqueue(&self) -> bool {
+        self.at_enqueue
+    }
+}
+
 impl Policy for BlockTasks {
     fn on_enqueue(&self, intent: &Intent) -> Result<(), PolicyViolation> {
         if self.at_enqueue && self.blocks(intent.name()) {

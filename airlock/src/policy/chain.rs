@@ -5,11 +5,13 @@
 //! the chain of the frame it is enqueued under with one reference-count bump,
 //! and nested frames share the links of the frames around them.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::error::PolicyViolation;
 use crate::intent::Intent;
+use crate::policy::builtin::{AllowAll, BlockTasks, DropAll, LogOnFlush};
 use crate::policy::Policy;
 use crate::scope::ScopeInfo;
 
@@ -22,12 +24,54 @@ pub enum PolicySource {
     Scope(ScopeInfo),
 }
 
+/// A policy as a scope, a `with_policy` block or the configuration holds
+/// it, with what its type says of its enqueue hook: the built-in policies
+/// that only filter at flush (`AllowAll`, `DropAll`, `LogOnFlush`, a
+/// `BlockTasks` that does not reject at enqueue) never refuse there, so
+/// intents under them need not wait for `on_enqueue` calls that cannot say
+/// no (`in_process_table`'s DropAll and BlockTasks rows). Known from the
+/// policy the user chose, never from an answer a user's policy could get
+/// wrong: any other policy's `on_enqueue` is always called.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldPolicy {
+    pub(crate) policy: Arc<dyn Policy>,
+    checks_enqueue: bool,
+}
+
+impl HeldPolicy {
+    pub(crate) fn new<P: Policy>(policy: P) -> Self {
+        let any: &dyn Any = &policy;
+        let checks_enqueue = if let Some(block) = any.downcast_ref::<BlockTasks>() {
+            block.rejects_at_enqueue()
+        } else {
+            !(any.is::<AllowAll>() || any.is::<DropAll>() || any.is::<LogOnFlush>())
+        };
+        HeldPolicy {
+            policy: Arc::new(policy),
+            checks_enqueue,
+        }
+    }
+
+    /// A policy shared as a trait object, whose type is not known: its
+    /// `on_enqueue` is called.
+    pub(crate) fn shared(policy: Arc<dyn Policy>) -> Self {
+        HeldPolicy {
+            policy,
+            checks_enqueue: true,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct PolicyLink {
     pub(crate) policy: Arc<dyn Policy>,
     /// `policy.name()`, computed once: reports name the policy per intent.
     pub(crate) name: Arc<str>,
     pub(crate) source: PolicySource,
+    /// Whether this link's `on_enqueue` may refuse (see [`HeldPolicy`]).
+    checks_here: bool,
+    /// Whether this link or one further out may refuse at enqueue.
+    pub(crate) checks_enqueue: bool,
     next: Option<Arc<PolicyLink>>,
 }
 
@@ -36,14 +80,17 @@ impl PolicyLink {
     /// to `next`.
     pub(crate) fn extend(
         next: Option<Arc<PolicyLink>>,
-        policies: &[Arc<dyn Policy>],
+        policies: &[HeldPolicy],
         source: &PolicySource,
     ) -> Option<Arc<PolicyLink>> {
-        policies.iter().rev().fold(next, |next, policy| {
+        policies.iter().rev().fold(next, |next, held| {
             Some(Arc::new(PolicyLink {
-                policy: Arc::clone(policy),
-                name: policy.name().into(),
+                policy: Arc::clone(&held.policy),
+                name: held.policy.name().into(),
                 source: source.clone(),
+                checks_here: held.checks_enqueue,
+                checks_enqueue: held.checks_enqueue
+                    || next.as_ref().is_some_and(|next| next.checks_enqueue),
                 next,
             }))
         })
@@ -51,9 +98,12 @@ impl PolicyLink {
 
     /// A chain of only the `with_policy` links of `start`, in the same order.
     pub(crate) fn locals_only(start: Option<&Arc<PolicyLink>>) -> Option<Arc<PolicyLink>> {
-        let locals: Vec<Arc<dyn Policy>> = Self::iter(start)
+        let locals: Vec<HeldPolicy> = Self::iter(start)
             .filter(|link| link.source == PolicySource::Local)
-            .map(|link| Arc::clone(&link.policy))
+            .map(|link| HeldPolicy {
+                policy: Arc::clone(&link.policy),
+                checks_enqueue: link.checks_here,
+            })
             .collect();
         Self::extend(None, &locals, &PolicySource::Local)
     }
@@ -67,10 +117,14 @@ impl PolicyLink {
         start: Option<&Arc<PolicyLink>>,
         intent: &Intent,
     ) -> Result<(), PolicyViolation> {
-        if start.is_none() {
+        if !start.is_some_and(|link| link.checks_enqueue) {
             return Ok(());
         }
-        in_policy(|| Self::iter(start).try_for_each(|link| link.policy.on_enqueue(intent)))
+        in_policy(|| {
+            Self::iter(start)
+                .filter(|link| link.checks_here)
+                .try_for_each(|link| link.policy.on_enqueue(intent))
+        })
     }
 
     /// The link `n` steps down the chain from `start` (0: `start` itself).

@@ -4,18 +4,19 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
 use crate::context;
-use crate::policy::chain::{PolicyLink, PolicySource};
+use crate::policy::chain::{HeldPolicy, PolicyLink, PolicySource};
 use crate::policy::Policy;
 use crate::scope::core::Current;
 
-fn local_frame(policy: &Arc<dyn Policy>) -> Current {
-    let Current { scope, chain } = context::top().unwrap_or_default();
+fn local_frame(policy: &HeldPolicy) -> Current {
+    let (scope, chain) = context::top()
+        .map(|current| (current.scope.clone(), current.chain.clone()))
+        .unwrap_or_default();
     Current {
         scope,
         chain: PolicyLink::extend(chain, std::slice::from_ref(policy), &PolicySource::Local),
@@ -41,8 +42,7 @@ fn local_frame(policy: &Arc<dyn Policy>) -> Current {
 /// assert_eq!(passes, [true, false]);
 /// ```
 pub fn with_policy<R>(policy: impl Policy, body: impl FnOnce() -> R) -> R {
-    let policy: Arc<dyn Policy> = Arc::new(policy);
-    let _frame = context::push(local_frame(&policy));
+    let _frame = context::push(local_frame(&HeldPolicy::new(policy)));
     body()
 }
 
@@ -50,7 +50,7 @@ pub fn with_policy<R>(policy: impl Policy, body: impl FnOnce() -> R) -> R {
 pub fn with_policy_async<F: Future>(policy: impl Policy, body: F) -> WithPolicy<F> {
     WithPolicy {
         body,
-        policy: Arc::new(policy),
+        policy: HeldPolicy::new(policy),
         frame: None,
     }
 }
@@ -61,7 +61,7 @@ pin_project! {
     pub struct WithPolicy<F> {
         #[pin]
         body: F,
-        policy: Arc<dyn Policy>,
+        policy: HeldPolicy,
         // Built on first poll, under the frames current there, then reused.
         frame: Option<Current>,
     }

@@ -14,7 +14,7 @@
 //! during the filter dispatches nothing. Calling `enqueue` from a policy is an
 //! error ([`Error::PolicyEnqueue`](crate::Error::PolicyEnqueue)).
 
-mod builtin;
+pub(crate) mod builtin;
 pub(crate) mod chain;
 mod local;
 

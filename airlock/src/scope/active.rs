@@ -58,7 +58,7 @@ impl fmt::Debug for ActiveScope {
 
 impl ActiveScope {
     pub(crate) fn start(settings: Scope) -> Self {
-        Self::from_core(ScopeCore::start(settings, context::top()))
+        Self::from_core(ScopeCore::start(settings, context::top().as_deref()))
     }
 
     pub(crate) fn from_core(core: Arc<ScopeCore>) -> Self {

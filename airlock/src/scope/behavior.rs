@@ -1,7 +1,9 @@
 //! Lifecycle hooks: when a scope flushes, and what its descendants may dispatch.
 
+use std::any::TypeId;
 use std::fmt;
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 
 use crate::intent::Intent;
 use crate::scope::info::ScopeInfo;
@@ -147,5 +149,40 @@ impl fmt::Debug for ScopeView<'_> {
         f.debug_struct("ScopeView")
             .field("scope", self.info)
             .finish_non_exhaustive()
+    }
+}
+
+/// A behaviour as a scope holds it, with what its type says: the built-in
+/// [`DefaultBehavior`] and [`AlwaysFlush`] capture every descendant's
+/// intent, so a nested scope ending under one hands its buffer up whole
+/// without asking intent by intent (`in_process_table`'s "nesting depth 10"
+/// row). Known from the type the user chose, never from an answer a user's
+/// behaviour could get wrong.
+#[derive(Clone, Debug)]
+pub(crate) struct Behavior {
+    inner: Arc<dyn ScopeBehavior>,
+    captures_all: bool,
+}
+
+impl Behavior {
+    pub(crate) fn new<B: ScopeBehavior>(behavior: B) -> Self {
+        let captures_all = [TypeId::of::<DefaultBehavior>(), TypeId::of::<AlwaysFlush>()]
+            .contains(&TypeId::of::<B>());
+        Behavior {
+            inner: Arc::new(behavior),
+            captures_all,
+        }
+    }
+
+    /// Whether every descendant's intent is captured, whatever it is.
+    pub(crate) fn captures_all(&self) -> bool {
+        self.captures_all
+    }
+}
+
+impl Deref for Behavior {
+    type Target = dyn ScopeBehavior;
+    fn deref(&self) -> &(dyn ScopeBehavior + 'static) {
+        &*self.inner
     }
 }

@@ -14,7 +14,7 @@ use crate::executor::Executor;
 use crate::flush::ledger::Ledger;
 use crate::intent::{Intent, IntentId};
 use crate::policy::chain::{PolicyLink, PolicySource};
-use crate::scope::behavior::{ScopeBehavior, ScopeView};
+use crate::scope::behavior::{Behavior, ScopeView};
 use crate::scope::info::{DiscardReason, Durability, ScopeId, ScopeInfo, ScopePhase};
 use crate::scope::settings::{Nesting, Scope};
 use crate::scope::state::{self, is_inspecting, IntentsGuard, ScopeState};
@@ -35,7 +35,7 @@ pub(crate) struct Current {
 pub(crate) struct ScopeCore {
     pub(crate) info: ScopeInfo,
     pub(crate) executor: Arc<dyn Executor>,
-    pub(crate) behavior: Arc<dyn ScopeBehavior>,
+    pub(crate) behavior: Behavior,
     pub(crate) parent: Option<Arc<ScopeCore>>,
     /// The chain an intent enqueued directly in this scope must pass.
     pub(crate) chain: Option<Arc<PolicyLink>>,
@@ -68,7 +68,7 @@ pub(crate) enum Refused {
 impl ScopeCore {
     /// Builds a scope from `settings` under `current`, what is current where
     /// it starts (ignored by an isolated scope).
-    pub(crate) fn start(settings: Scope, current: Option<Current>) -> Arc<ScopeCore> {
+    pub(crate) fn start(settings: Scope, current: Option<&Current>) -> Arc<ScopeCore> {
         let current = match settings.nesting {
             Nesting::Isolated => None,
             _ => current,
@@ -80,8 +80,14 @@ impl ScopeCore {
             (Some(current), Nesting::Detached) => {
                 (None, None, PolicyLink::locals_only(current.chain.as_ref()))
             }
-            (Some(current), Nesting::Boundary) => (None, current.scope, current.chain),
-            (Some(current), _) => (current.scope.clone(), current.scope, current.chain),
+            (Some(current), Nesting::Boundary) => {
+                (None, current.scope.clone(), current.chain.clone())
+            }
+            (Some(current), _) => (
+                current.scope.clone(),
+                current.scope.clone(),
+                current.chain.clone(),
+            ),
         };
 
         let (policies, executor, behavior, max_intents) = config::with_current(|config| {
@@ -96,9 +102,7 @@ impl ScopeCore {
                 .executor
                 .or_else(|| enclosing.as_ref().map(|p| Arc::clone(&p.executor)))
                 .unwrap_or_else(|| Arc::clone(&config.executor));
-            let behavior = settings
-                .behavior
-                .unwrap_or_else(|| Arc::clone(&config.behavior));
+            let behavior = settings.behavior.unwrap_or_else(|| config.behavior.clone());
             (policies, executor, behavior, config.max_intents_per_scope)
         });
         let cascade_depth = settings
@@ -168,7 +172,7 @@ impl ScopeCore {
     pub(crate) fn push(
         &self,
         slot: &mut Option<Intent>,
-        chain: Chain,
+        chain: &Chain,
     ) -> Result<IntentId, Refused> {
         let mut state = self.lock_for_push()?;
         let intent = slot.take().expect("an intent to push");
@@ -178,13 +182,17 @@ impl ScopeCore {
         Ok(id)
     }
 
-    /// Appends the intent `make` builds, under no policy (see
+    /// Appends the intent `make` builds, with `chain` (see
     /// [`enqueue_new`](crate::enqueue)); `make` is not called when the
     /// scope refuses.
     #[inline]
-    pub(crate) fn push_with(&self, make: impl FnOnce() -> Intent) -> Result<IntentId, Refused> {
+    pub(crate) fn push_with(
+        &self,
+        make: impl FnOnce() -> Intent,
+        chain: &Chain,
+    ) -> Result<IntentId, Refused> {
         let mut state = self.lock_for_push()?;
-        let id = state.buffer.push_with(make);
+        let id = state.buffer.push_with(make, chain);
         self.held.store(state.buffer.len(), Ordering::Relaxed);
         Ok(id)
     }

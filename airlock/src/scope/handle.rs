@@ -136,7 +136,7 @@ impl fmt::Debug for HandleGuard {
 /// future), if any.
 pub fn current() -> Option<ScopeHandle> {
     context::top()
-        .and_then(|current| current.scope)
+        .and_then(|current| current.scope.clone())
         .map(ScopeHandle)
 }
 

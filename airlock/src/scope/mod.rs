@@ -8,9 +8,9 @@
 //! A scope started inside another does not dispatch: when it flushes, its
 //! surviving intents are *captured* by its parent, and so on up, so the
 //! outermost scope has the final word. An ancestor may let some of them through
-//! early with [`ScopeBehavior::allow_descendant_dispatch`]. Unlike airlock-py, a
-//! nested scope's own policy keeps applying to the intents it hands upward: an
-//! inner `DropAll` scope stays a dry run inside a request scope.
+//! early with [`ScopeBehavior::allow_descendant_dispatch`]. A nested scope's
+//! own policy keeps applying to the intents it hands upward: an inner
+//! `DropAll` scope stays a dry run inside a request scope.
 //!
 //! # Ways to run a scope
 //! * `#[airlock::scoped]` on a function (sync or async);

@@ -4,8 +4,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::executor::Executor;
+use crate::policy::chain::HeldPolicy;
 use crate::policy::Policy;
-use crate::scope::behavior::ScopeBehavior;
+use crate::scope::behavior::{Behavior, ScopeBehavior};
 use crate::scope::info::Durability;
 
 /// How a new scope relates to the scopes and `with_policy` blocks current
@@ -48,9 +49,9 @@ pub(crate) enum Nesting {
 #[must_use = "a Scope does nothing until `run`, `run_async` or `start` is called"]
 pub struct Scope {
     pub(crate) name: Option<Cow<'static, str>>,
-    pub(crate) policies: Vec<Arc<dyn Policy>>,
+    pub(crate) policies: Vec<HeldPolicy>,
     pub(crate) executor: Option<Arc<dyn Executor>>,
-    pub(crate) behavior: Option<Arc<dyn ScopeBehavior>>,
+    pub(crate) behavior: Option<Behavior>,
     pub(crate) nesting: Nesting,
     pub(crate) cascade_depth: Option<u32>,
     pub(crate) durability: Option<Durability>,
@@ -71,13 +72,13 @@ impl Scope {
     /// Adds a policy. Called more than once, the policies apply in order.
     /// Replaces the configured default policy for this scope.
     pub fn policy(mut self, policy: impl Policy) -> Self {
-        self.policies.push(Arc::new(policy));
+        self.policies.push(HeldPolicy::new(policy));
         self
     }
 
     /// Adds an already shared policy.
     pub fn shared_policy(mut self, policy: Arc<dyn Policy>) -> Self {
-        self.policies.push(policy);
+        self.policies.push(HeldPolicy::shared(policy));
         self
     }
 
@@ -96,7 +97,7 @@ impl Scope {
 
     /// Sets the lifecycle hooks (when to flush, what descendants may dispatch).
     pub fn behavior(mut self, behavior: impl ScopeBehavior) -> Self {
-        self.behavior = Some(Arc::new(behavior));
+        self.behavior = Some(Behavior::new(behavior));
         self
     }
 
@@ -110,17 +111,11 @@ impl Scope {
         self
     }
 
-    /// Ignores everything current on this thread, scopes and `with_policy`
-    /// blocks alike: how the in-process executor runs a task, exactly as a
-    /// queue worker would.
-    #[doc(hidden)]
-    pub fn __isolated(mut self) -> Self {
+    /// The scope a task runs in, `depth` task runs deep: it ignores
+    /// everything current on this thread, scopes and `with_policy` blocks
+    /// alike, as a queue worker would.
+    pub(crate) fn for_task(mut self, depth: u32) -> Self {
         self.nesting = Nesting::Isolated;
-        self
-    }
-
-    #[doc(hidden)]
-    pub fn __cascade_depth(mut self, depth: u32) -> Self {
         self.cascade_depth = Some(depth);
         self
     }

@@ -8,6 +8,15 @@ fn ship(order_id: u64) {
     SHIPPED.fetch_add(order_id, Ordering::SeqCst);
 }
 
+/// The application's own error: its failures, and airlock's (through `?`).
+#[derive(Debug, thiserror::Error)]
+enum CartError {
+    #[error("empty order")]
+    EmptyOrder,
+    #[error(transparent)]
+    Airlock(#[from] airlock::Error),
+}
+
 #[derive(Default)]
 struct Cart {
     orders: Vec<u64>,
@@ -15,9 +24,9 @@ struct Cart {
 
 impl Cart {
     #[airlock::scoped]
-    fn add(&mut self, order_id: u64) -> airlock::Result<usize> {
+    fn add(&mut self, order_id: u64) -> Result<usize, CartError> {
         if order_id == 0 {
-            return Err(airlock::Error::State("empty order".into()));
+            return Err(CartError::EmptyOrder);
         }
         self.orders.push(order_id);
         ship::enqueue(order_id)?;
@@ -64,7 +73,7 @@ async fn main() {
     let mut cart = Cart::default();
     assert_eq!(cart.add(1).unwrap(), 1);
     assert_eq!(SHIPPED.load(Ordering::SeqCst), 1);
-    assert!(cart.add(0).is_err());
+    assert!(matches!(cart.add(0), Err(CartError::EmptyOrder)));
     assert_eq!(cart.add_async(10).await.unwrap(), 2);
     assert_eq!(SHIPPED.load(Ordering::SeqCst), 11);
     assert_eq!(cart.count().unwrap(), 2);

@@ -25,9 +25,9 @@ fn blocked(order_id: u64) -> airlock::Result<String> {
     behavior = airlock::AlwaysFlush,
     name = "always",
 )]
-fn always(order_id: u64) -> airlock::Result<()> {
+fn always(order_id: u64) -> anyhow::Result<()> {
     ship::enqueue(order_id)?;
-    Err(airlock::Error::State("failed, but AlwaysFlush flushes anyway".into()))
+    anyhow::bail!("failed, but AlwaysFlush flushes anyway")
 }
 
 #[airlock::scoped(policy = airlock::Policies::new().with(airlock::AllowAll).with(airlock::DropAll))]
