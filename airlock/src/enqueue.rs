@@ -169,8 +169,8 @@ pub(crate) fn enqueue_new<A: Any + Send + Sync>(
         }
         let (id, depth) = (scope.info.id, scope.cascade_depth);
         let make = || {
-            let args = args.take().expect("built once");
-            Intent::from_erased(task, Box::new(args), None, origin).in_scope(id, depth)
+            let args = Box::new(args.take().expect("built once"));
+            Intent::enqueued(task, args, origin, id, depth)
         };
         pushed = Some(scope.push_with(make, chain));
     });

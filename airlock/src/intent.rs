@@ -149,13 +149,26 @@ impl Intent {
         }
     }
 
-    /// The intent, marked as enqueued in scope `scope`, `cascade_depth`
-    /// task runs deep.
+    /// An intent enqueued in scope `scope`, `cascade_depth` task runs deep,
+    /// built in one expression so it can be written straight into the
+    /// buffer (see `enqueue::enqueue_new`).
     #[inline]
-    pub(crate) fn in_scope(mut self, scope: ScopeId, cascade_depth: u32) -> Self {
-        self.scope = Some(scope);
-        self.cascade_depth = cascade_depth;
-        self
+    pub(crate) fn enqueued(
+        task: &'static TaskDef,
+        args: ErasedArgs,
+        origin: &'static Location<'static>,
+        scope: ScopeId,
+        cascade_depth: u32,
+    ) -> Self {
+        Intent {
+            id: IntentId::next(),
+            task,
+            args,
+            options: None,
+            origin,
+            scope: Some(scope),
+            cascade_depth,
+        }
     }
 
     /// The intent's process-unique id.
