@@ -1,6 +1,7 @@
 //! The task registry: listing, lookup with suggestions, and decoding
 //! arguments back into runnable intents.
 
+use airlock::executor::IntentParts;
 use airlock::{ArgsError, Intent, LookupError, TaskKind};
 use airlock_tests::{record, runs, tag};
 

@@ -18,6 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use airlock::executor::IntentParts;
 use airlock::{BlockTasks, DropAll};
 use airlock_tests::{failed, AppError};
 use serde::{Deserialize, Serialize};

@@ -13,6 +13,19 @@ pub use crate::registry::Registration;
 pub use crate::scope::ScopeOutput;
 pub use crate::task::{ArgsVTable, BoxFuture, ErasedArgs, Runner, TaskOutput};
 pub use crate::BoxError;
+pub use crate::{IntentBuilder, IntentId, Result, Scope, Task, TaskDef};
+
+/// The [`TaskDef`] of a generated task (its `static`).
+pub const fn task_def(
+    name: &'static str,
+    fn_path: &'static str,
+    file: &'static str,
+    line: u32,
+    runner: Runner,
+    args: fn() -> ArgsVTable,
+) -> TaskDef {
+    TaskDef::new(name, fn_path, file, line, runner, args)
+}
 
 /// Implemented by every type that can be a task argument. Exists so a
 /// non-serializable argument gets one clear error on the argument itself.

@@ -27,6 +27,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::executor::IntentParts;
 use crate::intent::{DispatchOptions, Intent};
 use crate::registry::registry;
 use crate::task::ArgsError;
@@ -405,7 +406,7 @@ impl Envelope {
         let task = registry().get(&self.task)?;
         let args = task.decode_args(self.args)?;
         let options = self.options.into_options()?;
-        let mut intent = Intent::from_decoded(task, args);
+        let mut intent = <Intent as IntentParts>::from_decoded(task, args);
         intent.set_options(options);
         intent.cascade_depth = self.cascade_depth;
         Ok(intent)

@@ -124,13 +124,6 @@ impl Intent {
         Self::from_erased(T::def(), Box::new(args), None, Location::caller())
     }
 
-    /// Builds an intent from already type-erased arguments, e.g. decoded by
-    /// [`TaskDef::decode_args`]. The arguments must be the task's own `Args` type.
-    #[track_caller]
-    pub fn from_decoded(task: &'static TaskDef, args: ErasedArgs) -> Self {
-        Self::from_erased(task, args, None, Location::caller())
-    }
-
     #[inline]
     pub(crate) fn from_erased(
         task: &'static TaskDef,
@@ -203,8 +196,8 @@ impl Intent {
         self.args.downcast_ref::<T::Args>()
     }
 
-    /// The type-erased arguments (the in-process executor moves them into the task).
-    pub fn erased_args(&self) -> &(dyn Any + Send + Sync) {
+    /// The type-erased arguments (see `executor::IntentParts`).
+    pub(crate) fn erased_args(&self) -> &(dyn Any + Send + Sync) {
         &*self.args
     }
 
@@ -272,8 +265,9 @@ impl Intent {
         self.cascade_depth
     }
 
-    /// Splits the intent into its task and erased arguments, for executors.
-    pub fn into_parts(self) -> (&'static TaskDef, ErasedArgs) {
+    /// Splits the intent into its task and erased arguments (see
+    /// `executor::IntentParts`).
+    pub(crate) fn into_parts(self) -> (&'static TaskDef, ErasedArgs) {
         (self.task, self.args)
     }
 }

@@ -75,8 +75,8 @@ pub struct TaskDef {
 }
 
 impl TaskDef {
-    #[doc(hidden)]
-    pub const fn __new(
+    /// What `#[airlock::task]` generates, through `__private::task_def`.
+    pub(crate) const fn new(
         name: &'static str,
         fn_path: &'static str,
         file: &'static str,

@@ -65,7 +65,7 @@ fn scope_builder(scoped: &ScopedFn<'_>) -> TokenStream {
             let (method, value) = (&call.method, &call.value);
             quote!(.#method(#value))
         });
-    quote!(::airlock::Scope::new().name(#name) #(#calls)*)
+    quote!(::airlock::__private::Scope::new().name(#name) #(#calls)*)
 }
 
 /// Spanned on the return type (or its `E`, when written as `Result<T, E>`):

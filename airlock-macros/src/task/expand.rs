@@ -49,7 +49,7 @@ pub(crate) fn expand(task: &TaskFn<'_>) -> TokenStream {
                 ::airlock::__private::enqueue::<#ident>(__AirlockArgs { #(#fields),* })
             },
             intent_body: quote! {
-                ::airlock::IntentBuilder::new(__AirlockArgs { #(#fields),* })
+                ::airlock::__private::IntentBuilder::new(__AirlockArgs { #(#fields),* })
             },
         },
     );
@@ -97,7 +97,7 @@ pub(crate) fn expand(task: &TaskFn<'_>) -> TokenStream {
                 ::airlock::__private::ArgsVTable { encode, decode, fmt: __airlock_fmt }
             }
 
-            static __AIRLOCK_TASK: ::airlock::TaskDef = ::airlock::TaskDef::__new(
+            static __AIRLOCK_TASK: ::airlock::__private::TaskDef = ::airlock::__private::task_def(
                 #name,
                 ::core::concat!(::core::module_path!(), "::", #ident_str),
                 ::core::file!(),
@@ -110,9 +110,9 @@ pub(crate) fn expand(task: &TaskFn<'_>) -> TokenStream {
                 ::airlock::__private::Registration(&__AIRLOCK_TASK)
             }
 
-            impl ::airlock::Task for #ident {
+            impl ::airlock::__private::Task for #ident {
                 type Args = __AirlockArgsOf;
-                fn def() -> &'static ::airlock::TaskDef {
+                fn def() -> &'static ::airlock::__private::TaskDef {
                     &__AIRLOCK_TASK
                 }
             }

@@ -59,11 +59,11 @@ pub(crate) fn inherent_impl(function: &Function, methods: Methods) -> TokenStrea
         #[allow(dead_code)]
         impl #ident {
             #[doc = #task_doc]
-            #vis const TASK: &'static ::airlock::TaskDef = &__AIRLOCK_TASK;
+            #vis const TASK: &'static ::airlock::__private::TaskDef = &__AIRLOCK_TASK;
 
             #[doc = #enqueue_doc]
             #[track_caller]
-            #vis fn enqueue #generics (#params) -> ::airlock::Result<::airlock::IntentId>
+            #vis fn enqueue #generics (#params) -> ::airlock::__private::Result<::airlock::__private::IntentId>
             #where_clause
             {
                 #enqueue_body
@@ -71,7 +71,7 @@ pub(crate) fn inherent_impl(function: &Function, methods: Methods) -> TokenStrea
 
             #[doc = #intent_doc]
             #[track_caller]
-            #vis fn intent #generics (#params) -> ::airlock::IntentBuilder<#ident>
+            #vis fn intent #generics (#params) -> ::airlock::__private::IntentBuilder<#ident>
             #where_clause
             {
                 #intent_body

@@ -70,7 +70,7 @@ pub(crate) fn stub(input: &TaskInput) -> TokenStream {
                 #unreachable
             }
 
-            static __AIRLOCK_TASK: ::airlock::TaskDef = ::airlock::TaskDef::__new(
+            static __AIRLOCK_TASK: ::airlock::__private::TaskDef = ::airlock::__private::task_def(
                 #ident_str,
                 ::core::concat!(::core::module_path!(), "::", #ident_str),
                 ::core::file!(),
@@ -79,9 +79,9 @@ pub(crate) fn stub(input: &TaskInput) -> TokenStream {
                 __airlock_vtable,
             );
 
-            impl ::airlock::Task for #ident {
+            impl ::airlock::__private::Task for #ident {
                 type Args = ();
-                fn def() -> &'static ::airlock::TaskDef {
+                fn def() -> &'static ::airlock::__private::TaskDef {
                     &__AIRLOCK_TASK
                 }
             }

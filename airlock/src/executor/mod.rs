@@ -15,10 +15,14 @@ pub use in_process::run_intent;
 #[cfg(feature = "tokio")]
 pub use spawn::TokioExecutor;
 
+use std::any::Any;
+use std::panic::Location;
+
 use crate::error::BoxError;
 use crate::intent::Intent;
 /// A boxed, `Send` future: what [`Executor::dispatch_async`] returns.
 pub use crate::task::BoxFuture;
+use crate::task::{ErasedArgs, TaskDef};
 
 /// Dispatches the intents of a flush.
 ///
@@ -141,3 +145,51 @@ pub struct InProcess;
 // How `InProcess` runs tasks lives in `in_process.rs`, above the scopes it
 // runs them in; the type is defined here, so the configuration (which names
 // it as the default executor) depends on nothing above it.
+
+/// What an executor or a worker needs of an [`Intent`] that code enqueueing
+/// intents never does: building one from arguments decoded off the wire, and
+/// taking one apart to run its task.
+///
+/// ```
+/// use airlock::executor::IntentParts;
+/// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
+/// let args = send_email::TASK.decode_args(serde_json::json!({ "user_id": 7 }))?;
+/// let intent = airlock::Intent::from_decoded(send_email::TASK, args);
+/// let (task, args) = intent.into_parts();
+/// assert_eq!(task.name(), "send_email");
+/// # let _ = args;
+/// # Ok::<(), airlock::Error>(())
+/// ```
+pub trait IntentParts: sealed::Sealed {
+    /// Builds an intent from already type-erased arguments, e.g. decoded by
+    /// [`TaskDef::decode_args`]. The arguments must be the task's own `Args`
+    /// type.
+    #[track_caller]
+    fn from_decoded(task: &'static TaskDef, args: ErasedArgs) -> Self;
+
+    /// The type-erased arguments.
+    fn erased_args(&self) -> &(dyn Any + Send + Sync);
+
+    /// Splits the intent into its task and erased arguments.
+    fn into_parts(self) -> (&'static TaskDef, ErasedArgs);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::intent::Intent {}
+}
+
+impl IntentParts for Intent {
+    #[track_caller]
+    fn from_decoded(task: &'static TaskDef, args: ErasedArgs) -> Self {
+        Intent::from_erased(task, args, None, Location::caller())
+    }
+
+    fn erased_args(&self) -> &(dyn Any + Send + Sync) {
+        Intent::erased_args(self)
+    }
+
+    fn into_parts(self) -> (&'static TaskDef, ErasedArgs) {
+        Intent::into_parts(self)
+    }
+}

@@ -57,7 +57,7 @@ fn main() {
     let json = captured.intents[0].args_json().unwrap();
     assert_eq!(json["dims"], serde_json::json!([1, 2, 3]));
     let decoded = ship::TASK.decode_args(json).unwrap();
-    let intent = airlock::Intent::from_decoded(ship::TASK, decoded);
+    let intent = <airlock::Intent as airlock::executor::IntentParts>::from_decoded(ship::TASK, decoded);
     assert_eq!(intent.args::<ship>().unwrap().lines, lines);
 
     // And the task runs with them.

@@ -11,7 +11,7 @@ fn ship(
 fn main() {
     // Missing defaulted fields decode to their defaults.
     let args = ship::TASK.decode_args(serde_json::json!({ "order_id": 4 })).unwrap();
-    let intent = airlock::Intent::from_decoded(ship::TASK, args);
+    let intent = <airlock::Intent as airlock::executor::IntentParts>::from_decoded(ship::TASK, args);
     let decoded = intent.args::<ship>().unwrap();
     assert_eq!((decoded.order_id, decoded.priority, decoded.quantity), (4, 0, 0));
 
