@@ -2,6 +2,7 @@
 //! from nested scopes, each with the policies it was enqueued under, until
 //! the scope ends.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::intent::{Intent, IntentId};
@@ -22,7 +23,18 @@ pub(crate) type Chain = Option<Arc<PolicyLink>>;
 #[derive(Default)]
 pub(crate) struct Buffer {
     intents: Vec<Intent>,
+    /// `order[k]`: when `intents[k]` was buffered, on a clock shared by
+    /// every scope, so a nested scope that ran beside its parent's own code
+    /// (`join!`) merges into the parent in enqueue order. Not the intent's
+    /// id: an intent may be built long before it is enqueued.
+    order: Vec<u64>,
     chains: Chains,
+}
+
+/// The next tick of the clock [`Buffer::order`] reads.
+fn tick() -> u64 {
+    static CLOCK: AtomicU64 = AtomicU64::new(0);
+    CLOCK.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The chain of each intent of a buffer, stored once per run of intents
@@ -76,11 +88,19 @@ impl Chains {
 
 impl Buffer {
     pub(crate) fn push(&mut self, intent: Intent, chain: &Chain) {
+        self.push_at(intent, chain, tick());
+    }
+
+    /// Appends `intent`, buffered at `at` on the shared clock (it keeps
+    /// the time it was first buffered when a nested scope hands it up).
+    pub(crate) fn push_at(&mut self, intent: Intent, chain: &Chain, at: u64) {
         if self.intents.capacity() == 0 {
             self.intents = spares::take(&SPARE_INTENTS);
+            self.order = spares::take(&SPARE_ORDER);
         }
         self.chains.push(self.intents.len(), chain);
         self.intents.push(intent);
+        self.order.push(at);
     }
 
     /// Appends the intent `make` builds, with `chain`; returns its id.
@@ -90,8 +110,10 @@ impl Buffer {
     pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent, chain: &Chain) -> IntentId {
         if self.intents.capacity() == 0 {
             self.intents = spares::take(&SPARE_INTENTS);
+            self.order = spares::take(&SPARE_ORDER);
         }
         self.chains.push(self.intents.len(), chain);
+        self.order.push(tick());
         // With room known, the compiler writes the intent in place.
         if self.intents.len() < self.intents.capacity() {
             self.intents.push(make());
@@ -121,26 +143,30 @@ impl Buffer {
     /// with the order intents were built.
     pub(crate) fn capture(&mut self, mut other: Buffer) {
         let interleaved = matches!(
-            (self.intents.last(), other.intents.first()),
-            (Some(last), Some(first)) if last.id() > first.id()
+            (self.order.last(), other.order.first()),
+            (Some(last), Some(first)) if last > first
         );
         if self.intents.is_empty() {
             *self = other;
+            return;
+        }
+        if interleaved {
+            let mut all: Vec<(u64, Intent, Chain)> = self.drain_ordered().collect();
+            all.extend(other.drain_ordered());
+            // Both runs are sorted; the stable sort merges them in O(n).
+            all.sort_by_key(|(at, _, _)| *at);
+            for (at, intent, chain) in all {
+                self.push_at(intent, &chain, at);
+            }
             return;
         }
         let offset = self.intents.len();
         self.chains
             .append(std::mem::take(&mut other.chains), offset);
         self.intents.append(&mut other.intents);
+        self.order.append(&mut other.order);
         spares::put(&SPARE_INTENTS, std::mem::take(&mut other.intents));
-        if interleaved {
-            let mut pairs: Vec<(Intent, Chain)> = self.drain().collect();
-            // Both runs are sorted; the stable sort merges them in O(n).
-            pairs.sort_by_key(|(intent, _)| intent.id());
-            for (intent, chain) in pairs {
-                self.push(intent, &chain);
-            }
-        }
+        spares::put(&SPARE_ORDER, std::mem::take(&mut other.order));
     }
 
     /// Empties the buffer, handing over what it held.
@@ -158,23 +184,26 @@ impl Buffer {
         Some(self.chains.at(k))
     }
 
-    /// The intents and their chains, in order.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Intent, Chain)> + '_ {
+    /// The intents, with when each was buffered and its chain, in order.
+    pub(crate) fn drain_ordered(&mut self) -> impl Iterator<Item = (u64, Intent, Chain)> + '_ {
         let chains = std::mem::take(&mut self.chains);
-        self.intents
+        self.order
             .drain(..)
+            .zip(self.intents.drain(..))
             .enumerate()
-            .map(move |(k, intent)| (intent, chains.at(k).clone()))
+            .map(move |(k, (at, intent))| (at, intent, chains.at(k).clone()))
     }
 
     /// The intents and their chains.
-    pub(crate) fn into_parts(self) -> (Vec<Intent>, Chains) {
+    pub(crate) fn into_parts(mut self) -> (Vec<Intent>, Chains) {
+        spares::put(&SPARE_ORDER, std::mem::take(&mut self.order));
         (self.intents, self.chains)
     }
 }
 
 thread_local! {
     static SPARE_INTENTS: Spares<Intent> = const { Spares::new() };
+    static SPARE_ORDER: Spares<u64> = const { Spares::new() };
 }
 
 /// Keeps the allocation of an emptied vector of intents (a buffer an

@@ -24,10 +24,11 @@ mod route;
 
 use std::sync::Arc;
 
+use crate::context;
 use crate::error::Error;
 use crate::flush::ledger::{Ledger, Positions};
 use crate::intent::Intent;
-use crate::scope::core::ScopeCore;
+use crate::scope::core::{Current, ScopeCore};
 use crate::scope::info::{DiscardReason, ScopePhase};
 
 pub use prepared::PreparedFlush;
@@ -58,12 +59,9 @@ pub(crate) fn prepare(core: Arc<ScopeCore>) -> Result<PreparedFlush, Error> {
 
 /// Ends `core` by discarding everything it buffered.
 pub(crate) fn discard(core: &Arc<ScopeCore>, reason: DiscardReason) -> FlushReport {
-    let (intents, _chains) = {
-        let mut state = core.state();
-        if state.phase != ScopePhase::Open {
-            return FlushReport::new(core.info.clone(), state.ledger());
-        }
-        state.buffer.take().into_parts()
+    let (intents, _chains) = match core.close_for_discard() {
+        Ok(buffer) => buffer.into_parts(),
+        Err(ledger) => return FlushReport::new(core.info.clone(), ledger),
     };
     if intents.is_empty() {
         tracing::trace!(target: "airlock::scope", scope = %core.info, %reason, "scope discarded");
@@ -77,7 +75,13 @@ pub(crate) fn discard(core: &Arc<ScopeCore>, reason: DiscardReason) -> FlushRepo
         );
     }
     let ledger = end_discarded(core, &intents, reason);
-    // The arguments drop here, outside the lock (their `Drop` is user code).
+    // The arguments' `Drop` is user code: it runs outside the lock, with the
+    // discarded scope current, so what it enqueues is refused (the scope has
+    // ended) rather than slipping into the parent scope.
+    let _entered = context::push(Current {
+        scope: Some(Arc::clone(core)),
+        chain: core.chain.clone(),
+    });
     drop(intents);
     FlushReport::new(core.info.clone(), ledger)
 }

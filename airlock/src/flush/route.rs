@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::flush::ledger::{Ledger, Positions};
 use crate::flush::record::Fate;
 use crate::intent::Intent;
-use crate::scope::core::ScopeCore;
+use crate::scope::core::{Refused, ScopeCore};
 use crate::scope::info::{DiscardReason, ScopePhase};
 
 /// The intents of a nested scope that every ancestor lets through, with
@@ -49,7 +49,7 @@ pub(crate) fn route_to_ancestors(
             .map(|a| ledger.fate(Fate::Captured { by: a.info.clone() }))
             .collect();
         let buffered = ledger.fate(Fate::Buffered);
-        for (k, (intent, chain)) in buffer.drain().enumerate() {
+        for (k, (at_time, intent, chain)) in buffer.drain_ordered().enumerate() {
             // The nearest ancestor that captures it (`None`: every one lets
             // it through), asking each behaviour once.
             let parent_takes = k < first_escape
@@ -66,11 +66,11 @@ pub(crate) fn route_to_ancestors(
             let at = ledger.note(&intent, info.id, fate);
             match taker {
                 Some(a) => {
-                    captured[a].0.push(intent, &chain);
+                    captured[a].0.push_at(intent, &chain, at_time);
                     captured[a].1.push(at);
                 }
                 None => {
-                    escaped_buffer.push(intent, &chain);
+                    escaped_buffer.push_at(intent, &chain, at_time);
                     escaped_at.push(at);
                 }
             }
@@ -84,38 +84,51 @@ pub(crate) fn route_to_ancestors(
     }
 
     let mut lost = Vec::new();
+    let mut busy = None;
     for (a, (intents, at)) in captured.into_iter().enumerate() {
         if intents.len() == 0 {
             continue;
         }
         let whole = at.is_empty();
-        if let Err(refused) = ancestors[a].capture(intents) {
-            let discarded = ledger.fate(Fate::Discarded(DiscardReason::ParentClosed));
-            if whole {
-                ledger.set_each(&Positions::First(ledger.len()), discarded);
-            } else {
-                ledger.set_each(&Positions::Listed(at), discarded);
+        let Err((refused, why)) = ancestors[a].capture(intents) else {
+            continue;
+        };
+        let reason = match why {
+            Refused::Busy => {
+                busy.get_or_insert(refused.intents()[0].name());
+                busy_reason()
             }
-            lost.extend(refused.intents().iter().map(ToString::to_string));
-            tracing::error!(
-                target: "airlock::flush",
-                scope = %info,
-                parent = %ancestors[a].info,
-                lost = refused.len(),
-                "a nested scope ended after its parent; its intents were discarded"
-            );
+            _ => DiscardReason::ParentClosed,
+        };
+        let discarded = ledger.fate(Fate::Discarded(reason));
+        if whole {
+            ledger.set_each(&Positions::First(ledger.len()), discarded);
+        } else {
+            ledger.set_each(&Positions::Listed(at), discarded);
         }
+        lost.extend(refused.intents().iter().map(ToString::to_string));
+        tracing::error!(
+            target: "airlock::flush",
+            scope = %info,
+            parent = %ancestors[a].info,
+            lost = refused.len(),
+            "a nested scope could not hand its intents to an enclosing scope (ended, or borrowed \
+             by an IntentsGuard on this thread); they were discarded"
+        );
     }
     if !lost.is_empty() {
         // Anything left to dispatch early is discarded too: the boundary that
         // should have decided is gone.
-        let discarded = ledger.fate(Fate::Discarded(DiscardReason::ParentClosed));
+        let reason = match busy {
+            Some(_) => busy_reason(),
+            None => DiscardReason::ParentClosed,
+        };
+        let discarded = ledger.fate(Fate::Discarded(reason.clone()));
         ledger.set_each(&Positions::Listed(escaped_at), discarded);
-        core.end(
-            ScopePhase::Discarded,
-            std::mem::take(ledger),
-            Some(DiscardReason::ParentClosed),
-        );
+        core.end(ScopePhase::Discarded, std::mem::take(ledger), Some(reason));
+        if let Some(task) = busy {
+            return Err(Error::ScopeBusy { task });
+        }
         return Err(Error::ParentClosed {
             scope: info.clone(),
             parent: ancestors[0].info.clone(),
@@ -128,4 +141,14 @@ pub(crate) fn route_to_ancestors(
         chains,
         positions: Positions::Listed(escaped_at),
     })
+}
+
+/// Why a nested scope's intents were discarded when an enclosing scope was
+/// borrowed for inspection on this thread.
+fn busy_reason() -> DiscardReason {
+    DiscardReason::Requested(
+        "an enclosing scope's intents were borrowed by an IntentsGuard on this thread when \
+         this scope ended; drop the guard before ending nested scopes"
+            .into(),
+    )
 }

@@ -203,7 +203,7 @@ impl ActiveScope {
     /// [`into_intents`](Self::into_intents), with each intent's policies.
     pub(crate) fn into_buffer(mut self) -> Buffer {
         let core = self.end_core();
-        let buffer = core.state().buffer.take();
+        let buffer = core.close_for_discard().unwrap_or_default();
         let reason = DiscardReason::Requested("intents taken by ActiveScope::into_intents".into());
         flush::end_discarded(&core, buffer.intents(), reason);
         buffer

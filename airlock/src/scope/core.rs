@@ -73,6 +73,7 @@ impl ScopeCore {
             Nesting::Isolated => None,
             _ => current,
         };
+        let current_scope = current.and_then(|current| current.scope.as_deref());
         // `enclosing` is the scope around this one (if any) even when it is not
         // the parent: a boundary scope inherits its settings, not its capture.
         let (parent, enclosing, base_chain) = match (current, settings.nesting) {
@@ -105,9 +106,12 @@ impl ScopeCore {
             let behavior = settings.behavior.unwrap_or_else(|| config.behavior.clone());
             (policies, executor, behavior, config.max_intents_per_scope)
         });
+        // From the scope current where this one starts, whatever their
+        // relation: a detached scope inside a task is still that deep in
+        // the task's cascade.
         let cascade_depth = settings
             .cascade_depth
-            .or_else(|| enclosing.as_ref().map(|p| p.cascade_depth))
+            .or_else(|| current_scope.map(|p| p.cascade_depth))
             .unwrap_or(0);
 
         let info = ScopeInfo {
@@ -242,12 +246,17 @@ impl ScopeCore {
         }
     }
 
-    /// Takes intents handed up by a descendant. Gives them back if this scope
-    /// has already ended.
-    pub(crate) fn capture(&self, intents: Buffer) -> Result<(), Buffer> {
+    /// Takes intents handed up by a descendant. Gives them back, with the
+    /// reason, if this scope has already ended or this thread holds its
+    /// intents (an [`IntentsGuard`]).
+    pub(crate) fn capture(&self, intents: Buffer) -> Result<(), (Buffer, Refused)> {
+        if is_inspecting(self.info.id) {
+            return Err((intents, Refused::Busy));
+        }
         let mut state = self.state();
         if state.phase != ScopePhase::Open {
-            return Err(intents);
+            let phase = state.phase;
+            return Err((intents, Refused::Closed(phase)));
         }
         // Never refused for the bound: a nested scope's intents were each
         // accepted already. They count towards it from now on.
@@ -267,6 +276,19 @@ impl ScopeCore {
             });
         }
         self.set_phase(&mut state, ScopePhase::Flushing);
+        self.held.store(0, Ordering::Relaxed);
+        Ok(state.buffer.take())
+    }
+
+    /// Ends the scope for discarding, in one step with taking what it holds,
+    /// so no enqueue can slip in between (it would be accepted and then
+    /// lost). Hands back the ledger instead if the scope had already ended.
+    pub(crate) fn close_for_discard(&self) -> Result<Buffer, Arc<Ledger>> {
+        let mut state = self.state();
+        if state.phase != ScopePhase::Open {
+            return Err(state.ledger());
+        }
+        self.set_phase(&mut state, ScopePhase::Discarded);
         self.held.store(0, Ordering::Relaxed);
         Ok(state.buffer.take())
     }

@@ -74,9 +74,11 @@ pub(crate) fn is_inspecting(id: ScopeId) -> bool {
 
 /// The buffered intents of a scope, borrowed, like a `RefCell` borrow: while it
 /// lives, `enqueue` into this scope on this thread fails with
-/// [`Error::ScopeBusy`](crate::Error::ScopeBusy), and reading the scope's
-/// `intents()` or `records()` again on this thread panics with a message
-/// saying to drop the guard, rather than deadlocking.
+/// [`Error::ScopeBusy`](crate::Error::ScopeBusy), so does ending a scope
+/// nested in it on this thread (its intents, which it could not hand up, are
+/// discarded), and reading the scope's `intents()` or `records()` again on
+/// this thread panics with a message saying to drop the guard, rather than
+/// deadlocking.
 /// [`ScopeHandle::phase`](crate::ScopeHandle::phase) stays available.
 pub struct IntentsGuard<'a> {
     state: MutexGuard<'a, ScopeState>,
