@@ -169,6 +169,16 @@ pub mod policy;
     )),
     allow(dead_code)
 )]
+// On docs.rs: labelled with the backend features users enable, not the
+// internal `_queue` feature they turn on.
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "apalis-sqlite",
+        feature = "apalis-postgres",
+        feature = "apalis-redis"
+    )))
+)]
 pub mod queue;
 mod registry;
 mod scope;
@@ -189,6 +199,14 @@ pub mod tx;
         feature = "apalis-redis"
     )),
     allow(dead_code)
+)]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "apalis-sqlite",
+        feature = "apalis-postgres",
+        feature = "apalis-redis"
+    )))
 )]
 pub mod worker;
 
@@ -222,6 +240,42 @@ pub use airlock_macros::task;
 /// panic or cancellation. Works on `fn` and `async fn`; see the crate docs.
 ///
 /// Options: `policy = expr`, `executor = expr`, `behavior = expr`, `name = "..."`.
+///
+/// On an `async fn` the scope travels with the future, and async tasks are
+/// awaited when it flushes:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> airlock::Result<()> {
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// static SHIPPED: AtomicU64 = AtomicU64::new(0);
+///
+/// #[airlock::task]
+/// async fn notify_warehouse(order_id: u64) -> Result<(), std::io::Error> {
+///     SHIPPED.store(order_id, Ordering::SeqCst);
+///     Ok(())
+/// }
+///
+/// #[airlock::scoped]
+/// async fn checkout(order_id: u64) -> airlock::Result<u64> {
+///     tokio::task::yield_now().await;
+///     notify_warehouse::enqueue(order_id)?; // buffered until checkout returns Ok
+///     assert_eq!(SHIPPED.load(Ordering::SeqCst), 0);
+///     Ok(order_id)
+/// }
+///
+/// #[airlock::scoped(policy = airlock::DropAll)]
+/// async fn checkout_dry_run(order_id: u64) -> airlock::Result<u64> {
+///     checkout(order_id).await // nested: its intents are dropped here
+/// }
+///
+/// checkout_dry_run(1).await?;
+/// assert_eq!(SHIPPED.load(Ordering::SeqCst), 0);
+/// checkout(2).await?;
+/// assert_eq!(SHIPPED.load(Ordering::SeqCst), 2);
+/// # Ok(()) }
+/// ```
 #[doc(inline)]
 pub use airlock_macros::scoped;
 

@@ -81,6 +81,25 @@ pub fn capture<R>(body: impl FnOnce() -> R) -> Captured<R> {
 
 /// The async form of [`capture`]: `body` runs with the capturing scope current
 /// on every poll.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use airlock::testing;
+/// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
+///
+/// async fn sign_up(user_id: u64) -> airlock::Result<u64> {
+///     tokio::task::yield_now().await; // the scope follows the future
+///     send_email::enqueue(user_id)?;
+///     Ok(user_id)
+/// }
+///
+/// let captured = testing::capture_async(sign_up(7)).await;
+/// assert!(matches!(captured.value, Ok(7)));
+/// captured.assert_names(&["send_email"]);
+/// assert_eq!(captured.args::<send_email>()[0].user_id, 7);
+/// # }
+/// ```
 pub async fn capture_async<F: Future>(body: F) -> Captured<F::Output> {
     let active = Scope::new()
         .detached()

@@ -140,6 +140,27 @@ impl AirlockLayer {
 
     /// Replaces the flush rule: a [`FlushRule`] or a closure
     /// `|request: &RequestHead, response: &http::response::Parts| -> bool`.
+    ///
+    /// ```
+    /// use airlock::tower::{AirlockLayer, FlushRule, RequestHead};
+    /// use axum::http::{response::Parts, Method, Response, StatusCode};
+    /// use axum::{routing::post, Router};
+    ///
+    /// // Also keep the intents of a `409 Conflict` (the order already exists).
+    /// let rule = |_request: &RequestHead, response: &Parts| {
+    ///     response.status == StatusCode::CONFLICT || response.status.is_success()
+    /// };
+    ///
+    /// let request = RequestHead { method: Method::POST, uri: "/checkout".parse().unwrap() };
+    /// let head = |status| Response::builder().status(status).body(()).unwrap().into_parts().0;
+    /// assert!(rule.should_flush(&request, &head(StatusCode::CONFLICT)));
+    /// assert!(!rule.should_flush(&request, &head(StatusCode::BAD_REQUEST)));
+    ///
+    /// let app: Router = Router::new()
+    ///     .route("/checkout", post(|| async { StatusCode::CONFLICT }))
+    ///     .layer(AirlockLayer::new().flush_when(rule));
+    /// # let _ = app;
+    /// ```
     pub fn flush_when(mut self, rule: impl FlushRule) -> Self {
         self.rule = Arc::new(rule);
         self

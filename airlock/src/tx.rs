@@ -156,6 +156,37 @@ pub(crate) mod sealed {
 /// Starts an [after-commit](Durability::AfterCommit) scope on `tx` with the
 /// default settings (see [`Scope::after_commit`] to name it or give it a
 /// policy or executor).
+///
+/// The intents go to the scope's executor once `COMMIT` succeeded; here the
+/// default [`InProcess`](crate::InProcess) executor runs the task.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), airlock::BoxError> {
+/// use std::sync::atomic::{AtomicI64, Ordering};
+///
+/// static RECEIPT_FOR: AtomicI64 = AtomicI64::new(0);
+///
+/// #[airlock::task]
+/// fn send_receipt(order_id: i64) {
+///     RECEIPT_FOR.store(order_id, Ordering::SeqCst);
+/// }
+///
+/// # let queue = airlock::queue::SqliteQueue::connect("sqlite::memory:").await?;
+/// # let pool = queue.pool().clone();
+/// airlock::tx::after_commit(pool.begin().await?)
+///     .run(|tx| Box::pin(async move {
+///         sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+///             .execute(&mut **tx)
+///             .await?;
+///         send_receipt::enqueue(7)?;
+///         assert_eq!(RECEIPT_FOR.load(Ordering::SeqCst), 0, "nothing runs before COMMIT");
+///         Ok::<_, airlock::BoxError>(())
+///     }))
+///     .await?;
+/// assert_eq!(RECEIPT_FOR.load(Ordering::SeqCst), 7, "dispatched after COMMIT");
+/// # Ok(()) }
+/// ```
 pub fn after_commit<DB: Database>(tx: Transaction<'static, DB>) -> TxScope<DB>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -165,6 +196,37 @@ where
 
 /// Starts a [co-commit](Durability::CoCommit) scope on `tx` with the default
 /// settings (see [`Scope::co_commit`]).
+///
+/// The intents are written as queue jobs into `tx` itself: they commit with
+/// it, or roll back with it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), airlock::BoxError> {
+/// # #[airlock::task] fn send_receipt(order_id: i64) { let _ = order_id; }
+/// // The queue's tables live in the transaction's database.
+/// let queue = airlock::queue::SqliteQueue::connect("sqlite::memory:").await?;
+/// let pool = queue.pool().clone();
+///
+/// let declined: Result<(), airlock::BoxError> = airlock::tx::co_commit(pool.begin().await?)
+///     .run(|_tx| Box::pin(async move {
+///         send_receipt::enqueue(1)?;
+///         Err("payment declined".into()) // rolls back: no job
+///     }))
+///     .await;
+/// assert!(declined.is_err());
+///
+/// airlock::tx::co_commit(pool.begin().await?)
+///     .run(|_tx| Box::pin(async move {
+///         send_receipt::enqueue(2)?; // committed with the transaction
+///         Ok::<_, airlock::BoxError>(())
+///     }))
+///     .await?;
+///
+/// let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs").fetch_one(&pool).await?;
+/// assert_eq!(jobs, 1);
+/// # Ok(()) }
+/// ```
 pub fn co_commit<DB: CoCommitDatabase>(tx: Transaction<'static, DB>) -> TxScope<DB> {
     Scope::new().co_commit(tx)
 }
@@ -202,6 +264,24 @@ impl Scope {
 /// [`bind`](Self::bind) / [`enter`](Self::enter)), then end it with
 /// [`commit`](Self::commit) or [`rollback`](Self::rollback). Dropping it
 /// uncommitted rolls the transaction back and discards the intents.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), airlock::BoxError> {
+/// # #[airlock::task] fn send_receipt(order_id: i64) { let _ = order_id; }
+/// # let queue = airlock::queue::SqliteQueue::connect("sqlite::memory:").await?;
+/// # let pool = queue.pool().clone();
+/// # sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY)").execute(&pool).await?;
+/// let mut scope = airlock::tx::after_commit(pool.begin().await?);
+/// sqlx::query("INSERT INTO orders (id) VALUES (1)")
+///     .execute(&mut *scope) // the scope is a sqlx executor
+///     .await?;
+/// scope.bind(async { send_receipt::enqueue(1) }).await?;
+///
+/// let report = scope.commit().await?; // COMMIT, then dispatch
+/// assert_eq!(report.dispatched(), ["send_receipt"]);
+/// # Ok(()) }
+/// ```
 #[must_use = "a TxScope rolls back and discards its intents unless committed"]
 pub struct TxScope<DB: Database> {
     // Both are `Some` until `commit`/`rollback` take them (or `Drop` does).

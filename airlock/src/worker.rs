@@ -549,6 +549,30 @@ impl std::error::Error for AttemptsExhausted {
 /// after a backoff that grows with each restart
 /// ([`restart_backoff`](WorkerOptions::restart_backoff)), so a backend that
 /// keeps failing cannot spin a worker in a tight loop.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), airlock::BoxError> {
+/// use std::time::Duration;
+///
+/// use airlock::queue::SqliteQueue;
+/// use airlock::worker::WorkerOptions;
+///
+/// let options = WorkerOptions::new("checkout")
+///     .workers(2)
+///     .concurrency(4)
+///     .queue("emails")
+///     .poll_interval(Duration::from_millis(250))
+///     .heartbeat(Duration::from_secs(10))
+///     .missed_heartbeats(3);
+/// // A worker silent for 30 s has its jobs re-run by another.
+/// assert_eq!(options.orphan_window(), Some(Duration::from_secs(30)));
+/// assert!(options.worker_name(1).starts_with("checkout-"));
+///
+/// let queue = SqliteQueue::connect("sqlite::memory:").await?;
+/// let _monitor = queue.monitor(options); // run it with `.run().await`
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub(crate) name: String,

@@ -35,7 +35,14 @@ use crate::policy::{AssertNoEffects, BlockTasks, DropAll, LogOnFlush, Policy};
 use crate::registry::registry;
 use crate::scope::behavior::{Behavior, DefaultBehavior, ScopeBehavior};
 
-/// The defaults scopes fall back on.
+/// The defaults scopes fall back on; install them with [`configure`].
+///
+/// ```
+/// use airlock::{Config, DropAll, LogOnFlush};
+///
+/// let config = Config::new().policy(DropAll).policy(LogOnFlush).max_cascade_depth(8);
+/// assert_eq!(config.policies().count(), 2);
+/// ```
 #[derive(Clone)]
 pub struct Config {
     pub(crate) policies: Vec<HeldPolicy>,
@@ -355,6 +362,23 @@ thread_local! {
 
 /// Replaces the process-wide defaults. Checks the task registry first.
 ///
+/// Scopes started afterwards use them unless given their own settings.
+///
+/// ```
+/// use airlock::{Config, DropAll};
+/// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
+///
+/// airlock::configure(Config::new().policy(DropAll))?; // every scope a dry run
+/// assert_eq!(airlock::configuration().policies().count(), 1);
+///
+/// let scope = airlock::Scope::new().start();
+/// scope.in_scope(|| send_email::enqueue(1))?;
+/// assert_eq!(scope.flush()?.dropped(), ["send_email"]);
+///
+/// airlock::reset_configuration(); // back to the built-in defaults
+/// assert_eq!(airlock::configuration().policies().count(), 0);
+/// # Ok::<(), airlock::BoxError>(())
+/// ```
 /// # Errors
 /// [`ConfigError::Registry`] if two tasks share a name.
 pub fn configure(config: Config) -> Result<(), ConfigError> {

@@ -54,7 +54,38 @@ pub fn scope<R: ScopeOutput>(body: impl FnOnce() -> R) -> R {
     Scope::new().run(body)
 }
 
-/// Runs the future `body` in a new scope with the configured defaults.
+/// Runs the future `body` in a new scope with the configured defaults: it
+/// flushes when `body` resolves to `Ok` (async tasks are awaited), and
+/// discards on `Err`, panic, or if the future is dropped first.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> airlock::Result<()> {
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// static EMAILED: AtomicU64 = AtomicU64::new(0);
+///
+/// #[airlock::task]
+/// fn send_email(user_id: u64) {
+///     EMAILED.store(user_id, Ordering::SeqCst);
+/// }
+///
+/// let failed: Result<(), airlock::BoxError> = airlock::scope_async(async {
+///     send_email::enqueue(1)?;
+///     Err("sign-up refused".into()) // discarded: nothing is sent
+/// })
+/// .await;
+/// assert!(failed.is_err());
+/// assert_eq!(EMAILED.load(Ordering::SeqCst), 0);
+///
+/// let user_id = airlock::scope_async(async {
+///     send_email::enqueue(42)?;
+///     Ok::<_, airlock::Error>(42)
+/// })
+/// .await?; // the email is sent as the scope flushes
+/// assert_eq!(EMAILED.load(Ordering::SeqCst), user_id);
+/// # Ok(()) }
+/// ```
 pub fn scope_async<F>(body: F) -> ScopedFuture<F>
 where
     F: Future,
