@@ -51,6 +51,7 @@ pub struct Config {
     pub(crate) max_cascade_depth: u32,
     pub(crate) max_payload_bytes: usize,
     pub(crate) max_intents_per_scope: usize,
+    pub(crate) forbid_in_process: bool,
 }
 
 /// The largest [`Config::max_cascade_depth`]: deeper in-process cascades
@@ -73,6 +74,7 @@ impl Default for Config {
             max_cascade_depth: 32,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             max_intents_per_scope: DEFAULT_MAX_INTENTS_PER_SCOPE,
+            forbid_in_process: false,
         }
     }
 }
@@ -86,6 +88,7 @@ impl fmt::Debug for Config {
             .field("max_cascade_depth", &self.max_cascade_depth)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("max_intents_per_scope", &self.max_intents_per_scope)
+            .field("forbid_in_process", &self.forbid_in_process)
             .finish()
     }
 }
@@ -153,6 +156,30 @@ impl Config {
     /// a nested scope are never refused (each was accepted already).
     pub fn max_intents_per_scope(mut self, intents: usize) -> Self {
         self.max_intents_per_scope = intents.max(1);
+        self
+    }
+
+    /// Turns dispatch by [`InProcess`] into an error: for servers, whose
+    /// intents belong on a queue. An intent that reaches an in-process flush
+    /// anyway (a scope left on the default executor, an enqueue that missed
+    /// its transaction scope) is then not run inside the request: the flush
+    /// fails with [`Error::Dispatch`](crate::Error::Dispatch), every intent
+    /// handed back, its source an [`InProcessForbidden`](crate::executor::InProcessForbidden).
+    /// Tasks a queue worker runs are not affected; what they enqueue goes to
+    /// the configured executor, which a server sets to its queue.
+    ///
+    /// ```
+    /// # #[airlock::task] fn send_email(user_id: u64) { let _ = user_id; }
+    /// airlock::configure(airlock::Config::new().forbid_in_process())?;
+    /// let result: airlock::Result<()> = airlock::scope(|| send_email::enqueue(7).map(drop));
+    /// let Err(airlock::Error::Dispatch(failure)) = result else { panic!("refused") };
+    /// assert!(failure.source.is::<airlock::executor::InProcessForbidden>());
+    /// assert_eq!(failure.not_attempted.len(), 1); // handed back, not lost
+    /// airlock::reset_configuration();
+    /// # Ok::<(), airlock::Error>(())
+    /// ```
+    pub fn forbid_in_process(mut self) -> Self {
+        self.forbid_in_process = true;
         self
     }
 

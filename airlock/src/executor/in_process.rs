@@ -15,7 +15,7 @@ use crate::buffer;
 use crate::config;
 use crate::context::{self, FrameGuard, LazyScope};
 use crate::error::BoxError;
-use crate::executor::{DispatchError, Executor, InProcess};
+use crate::executor::{DispatchError, Executor, InProcess, InProcessForbidden};
 use crate::flush::panic_message;
 use crate::intent::Intent;
 use crate::scope::active::ActiveScope;
@@ -110,9 +110,23 @@ fn refuse_scheduled(intents: Vec<Intent>) -> Result<Vec<Intent>, DispatchError> 
     Err(DispatchError::stopped_at(0, message, intents))
 }
 
+/// Refuses the whole flush, before anything runs, when the configuration
+/// forbids in-process dispatch.
+fn refuse_if_forbidden(intents: Vec<Intent>) -> Result<Vec<Intent>, DispatchError> {
+    if !config::with_current(|config| config.forbid_in_process) {
+        return Ok(intents);
+    }
+    let task = intents.first().map_or("", Intent::name);
+    Err(DispatchError::stopped_at(
+        0,
+        InProcessForbidden { task },
+        intents,
+    ))
+}
+
 impl Executor for InProcess {
     fn dispatch(&self, intents: Vec<Intent>) -> Result<(), DispatchError> {
-        let mut intents = refuse_scheduled(intents)?;
+        let mut intents = refuse_scheduled(refuse_if_forbidden(intents)?)?;
         let limit = cascade_limit();
         let mut frame = TaskFrame::new(None);
         let mut rest = intents.drain(..);
@@ -130,7 +144,7 @@ impl Executor for InProcess {
 
     fn dispatch_async(&self, intents: Vec<Intent>) -> BoxFuture<'_, Result<(), DispatchError>> {
         Box::pin(async move {
-            let mut intents = refuse_scheduled(intents)?;
+            let mut intents = refuse_scheduled(refuse_if_forbidden(intents)?)?;
             let limit = cascade_limit();
             let mut rest = intents.drain(..);
             let mut dispatched = 0;

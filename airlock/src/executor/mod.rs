@@ -193,3 +193,18 @@ impl IntentParts for Intent {
         Intent::into_parts(self)
     }
 }
+
+/// Why [`InProcess`] refused a flush: the configuration forbids in-process
+/// dispatch ([`Config::forbid_in_process`](crate::Config::forbid_in_process)).
+/// The source of the [`DispatchFailure`](crate::DispatchFailure) that hands
+/// every intent of the flush back.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "in-process dispatch is forbidden (Config::forbid_in_process), so `{task}` and the rest of \
+     this flush were not run here; give the scope a queue executor (Scope::executor, \
+     AirlockLayer::with_scope, a transaction scope) or make one the default (Config::executor)"
+)]
+pub struct InProcessForbidden {
+    /// The first intent's task.
+    pub task: &'static str,
+}
