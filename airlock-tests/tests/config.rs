@@ -242,9 +242,11 @@ fn settings_from_lookup_build_a_blocking_policy() {
         ("AIRLOCK_LOG_ON_FLUSH", "1"),
         ("AIRLOCK_POLICY", "allow_all"),
         ("AIRLOCK_MAX_CASCADE_DEPTH", "7"),
+        ("AIRLOCK_FORBID_IN_PROCESS", "false"),
     ]))
     .unwrap();
     assert!(settings.block_tasks_at_enqueue && settings.log_on_flush);
+    assert!(!settings.forbid_in_process);
     assert_eq!(settings.policy, Some(PolicyName::AllowAll));
     assert_eq!(settings.max_cascade_depth, Some(7));
     airlock::configure(Config::new().with_settings(&settings).unwrap()).unwrap();
@@ -254,6 +256,19 @@ fn settings_from_lookup_build_a_blocking_policy() {
         matches!(&err, Error::PolicyViolation(v) if v.policy == "BlockTasks(record)"),
         "{err:?}"
     );
+
+    // Forbidding in-process dispatch from the environment: the flush is
+    // refused, its intent handed back.
+    let settings = Settings::from_lookup(env(&[("AIRLOCK_FORBID_IN_PROCESS", "1")])).unwrap();
+    assert!(settings.forbid_in_process);
+    airlock::configure(Config::new().with_settings(&settings).unwrap()).unwrap();
+    let err = airlock::scope(|| record::enqueue(t.clone(), 3).map(drop)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Dispatch(f) if f.source.is::<airlock::executor::InProcessForbidden>()
+            && f.not_attempted.len() == 1),
+        "{err:?}"
+    );
+    assert_eq!(runs(&t), ["cascade(0)"], "nothing more ran");
 
     // Nothing set: nothing changes.
     let settings = Settings::from_lookup(|_| None).unwrap();
@@ -329,6 +344,7 @@ fn invalid_values_name_the_variable() {
         // Deeper than a thread's stack can hold an in-process cascade.
         ("AIRLOCK_MAX_CASCADE_DEPTH", "100000"),
         ("AIRLOCK_MAX_PAYLOAD_BYTES", "a lot"),
+        ("AIRLOCK_FORBID_IN_PROCESS", "sometimes"),
     ] {
         let err = Settings::from_lookup(env(&[(var, bad)])).unwrap_err();
         assert!(

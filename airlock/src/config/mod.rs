@@ -14,7 +14,8 @@
 //! Settings can also come from the environment or a config file:
 //! [`Settings::from_env`] reads `AIRLOCK_POLICY`, `AIRLOCK_BLOCK_TASKS`,
 //! `AIRLOCK_BLOCK_TASKS_AT_ENQUEUE`, `AIRLOCK_LOG_ON_FLUSH`,
-//! `AIRLOCK_MAX_CASCADE_DEPTH` and `AIRLOCK_MAX_PAYLOAD_BYTES`; [`Settings`]
+//! `AIRLOCK_MAX_CASCADE_DEPTH`, `AIRLOCK_MAX_PAYLOAD_BYTES` and
+//! `AIRLOCK_FORBID_IN_PROCESS`; [`Settings`]
 //! also deserializes with serde.
 //! Every task name is checked against the registry, and an unknown one is an
 //! error that suggests the closest registered names.
@@ -223,6 +224,9 @@ impl Config {
         if let Some(bytes) = settings.max_payload_bytes {
             self.max_payload_bytes = bytes;
         }
+        if settings.forbid_in_process {
+            self.forbid_in_process = true;
+        }
         Ok(self)
     }
 
@@ -282,6 +286,8 @@ pub struct Settings {
     pub max_cascade_depth: Option<u32>,
     /// The largest job payload in bytes ([`Config::max_payload_bytes`]).
     pub max_payload_bytes: Option<usize>,
+    /// Refuse in-process dispatch ([`Config::forbid_in_process`]).
+    pub forbid_in_process: bool,
     /// Where `block_tasks` came from, for error messages.
     #[serde(skip)]
     block_tasks_origin: Option<&'static str>,
@@ -291,8 +297,9 @@ impl Settings {
     /// Reads `AIRLOCK_POLICY` (`allow_all`, `drop_all`, `assert_no_effects`),
     /// `AIRLOCK_BLOCK_TASKS` (comma-separated task names),
     /// `AIRLOCK_BLOCK_TASKS_AT_ENQUEUE`, `AIRLOCK_LOG_ON_FLUSH` (`1`/`true`/`0`/`false`)
-    /// `AIRLOCK_MAX_CASCADE_DEPTH` and `AIRLOCK_MAX_PAYLOAD_BYTES`. Unset
-    /// variables keep the defaults.
+    /// `AIRLOCK_MAX_CASCADE_DEPTH`, `AIRLOCK_MAX_PAYLOAD_BYTES` and
+    /// `AIRLOCK_FORBID_IN_PROCESS` (`1`/`true`/`0`/`false`). Unset variables
+    /// keep the defaults.
     ///
     /// # Errors
     /// [`ConfigError::InvalidValue`] naming the variable and what it accepts.
@@ -334,6 +341,9 @@ impl Settings {
         }
         if let Some(value) = lookup("AIRLOCK_LOG_ON_FLUSH") {
             settings.log_on_flush = parse_bool("AIRLOCK_LOG_ON_FLUSH", &value)?;
+        }
+        if let Some(value) = lookup("AIRLOCK_FORBID_IN_PROCESS") {
+            settings.forbid_in_process = parse_bool("AIRLOCK_FORBID_IN_PROCESS", &value)?;
         }
         if let Some(value) = lookup("AIRLOCK_MAX_CASCADE_DEPTH") {
             let depth = value
