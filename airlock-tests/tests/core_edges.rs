@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use airlock::{
-    AllowAll, AlwaysFlush, BlockTasks, Config, DropAll, Error, Fate, Intent, Policies, Policy,
-    PolicySource, PolicyViolation, Scope, ScopeBehavior, ScopeInfo, ScopePhase,
+    ActiveScope, AllowAll, AlwaysFlush, BlockTasks, Config, DropAll, Error, Fate, Intent, Policies,
+    Policy, PolicySource, PolicyViolation, Scope, ScopeBehavior, ScopeInfo, ScopePhase,
 };
 use airlock_tests::{record, record_run, runs, tag};
 use serde::{Deserialize, Serialize};
@@ -1235,21 +1235,27 @@ fn a_task_flushed_inside_another_scope_is_isolated_from_it() {
 // ---------------------------------------------------------------------------
 // Discard race: an enqueue that returned Ok must show up in the scope's records.
 
-// (failed on 857ab3b)
-#[test]
-fn every_accepted_enqueue_is_accounted_for_when_a_scope_is_discarded_concurrently() {
-    let _g = shared();
-    let t = tag("discard-race");
+/// 300 rounds of a thread enqueueing through a handle as fast as it can
+/// while `end` ends the scope `start` made (after a spin that varies by
+/// round, to hit different moments). `end` returns the counts that must each
+/// equal the enqueues that returned `Ok`; the rounds where one does not are
+/// returned as `(round, enqueued Ok, counts)`.
+fn race_enqueues_against_the_end(
+    name: &str,
+    start: impl Fn() -> ActiveScope,
+    end: impl Fn(ActiveScope) -> Vec<usize>,
+) -> Vec<(usize, usize, Vec<usize>)> {
+    let t = tag(name);
     let mut mismatches = Vec::new();
     for round in 0..300 {
-        let scope = Scope::new().start();
+        let scope = start();
         let h = scope.handle();
         let t2 = t.clone();
-        let start = Arc::new(std::sync::Barrier::new(2));
-        let s2 = Arc::clone(&start);
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let b2 = Arc::clone(&barrier);
         let worker = std::thread::spawn(move || {
             let mut ok = 0usize;
-            s2.wait();
+            b2.wait();
             h.in_scope(|| {
                 while record::enqueue(t2.clone(), 0).is_ok() {
                     ok += 1;
@@ -1257,58 +1263,49 @@ fn every_accepted_enqueue_is_accounted_for_when_a_scope_is_discarded_concurrentl
             });
             ok
         });
-        start.wait();
+        barrier.wait();
         for _ in 0..(round % 50) {
             std::hint::spin_loop();
         }
-        let h = scope.handle();
-        let report = scope.discard("race");
+        let counts = end(scope);
         let ok = worker.join().unwrap();
-        let recorded = h.records().len();
-        if ok != report.len() || ok != recorded {
-            mismatches.push((round, ok, report.len(), recorded));
+        if counts.iter().any(|&count| count != ok) {
+            mismatches.push((round, ok, counts));
         }
     }
+    mismatches
+}
+
+// (failed on 857ab3b)
+#[test]
+fn every_accepted_enqueue_is_accounted_for_when_a_scope_is_discarded_concurrently() {
+    let _g = shared();
+    let mismatches = race_enqueues_against_the_end(
+        "discard-race",
+        || Scope::new().start(),
+        |scope| {
+            let h = scope.handle();
+            let report = scope.discard("race");
+            vec![report.len(), h.records().len()]
+        },
+    );
     assert!(
         mismatches.is_empty(),
-        "(round, enqueued Ok, in report, in records): {mismatches:?}"
+        "(round, enqueued Ok, [in report, in records]): {mismatches:?}"
     );
 }
 
 #[test]
 fn every_accepted_enqueue_is_accounted_for_when_a_scope_flushes_concurrently() {
     let _g = shared();
-    let t = tag("flush-race");
-    let mut mismatches = Vec::new();
-    for round in 0..300 {
-        let scope = Scope::new().policy(DropAll).start();
-        let h = scope.handle();
-        let t2 = t.clone();
-        let start = Arc::new(std::sync::Barrier::new(2));
-        let s2 = Arc::clone(&start);
-        let worker = std::thread::spawn(move || {
-            let mut ok = 0usize;
-            s2.wait();
-            h.in_scope(|| {
-                while record::enqueue(t2.clone(), 0).is_ok() {
-                    ok += 1;
-                }
-            });
-            ok
-        });
-        start.wait();
-        for _ in 0..(round % 50) {
-            std::hint::spin_loop();
-        }
-        let report = scope.flush().unwrap();
-        let ok = worker.join().unwrap();
-        if ok != report.len() {
-            mismatches.push((round, ok, report.len()));
-        }
-    }
+    let mismatches = race_enqueues_against_the_end(
+        "flush-race",
+        || Scope::new().policy(DropAll).start(),
+        |scope| vec![scope.flush().unwrap().len()],
+    );
     assert!(
         mismatches.is_empty(),
-        "(round, enqueued Ok, in report): {mismatches:?}"
+        "(round, enqueued Ok, [in report]): {mismatches:?}"
     );
 }
 
@@ -1316,38 +1313,14 @@ fn every_accepted_enqueue_is_accounted_for_when_a_scope_flushes_concurrently() {
 #[test]
 fn into_intents_returns_every_accepted_intent_under_concurrent_enqueues() {
     let _g = shared();
-    let t = tag("into-race");
-    let mut mismatches = Vec::new();
-    for round in 0..300 {
-        let scope = Scope::new().start();
-        let h = scope.handle();
-        let t2 = t.clone();
-        let start = Arc::new(std::sync::Barrier::new(2));
-        let s2 = Arc::clone(&start);
-        let worker = std::thread::spawn(move || {
-            let mut ok = 0usize;
-            s2.wait();
-            h.in_scope(|| {
-                while record::enqueue(t2.clone(), 0).is_ok() {
-                    ok += 1;
-                }
-            });
-            ok
-        });
-        start.wait();
-        for _ in 0..(round % 50) {
-            std::hint::spin_loop();
-        }
-        let h = scope.handle();
-        let taken = scope.into_intents().len();
-        let ok = worker.join().unwrap();
-        if ok != taken {
-            mismatches.push((round, ok, taken, h.records().len()));
-        }
-    }
+    let mismatches = race_enqueues_against_the_end(
+        "into-race",
+        || Scope::new().start(),
+        |scope| vec![scope.into_intents().len()],
+    );
     assert!(
         mismatches.is_empty(),
-        "(round, enqueued Ok, taken, records): {mismatches:?}"
+        "(round, enqueued Ok, [taken]): {mismatches:?}"
     );
 }
 

@@ -24,7 +24,14 @@ pub const fn task_def(
     runner: Runner,
     args: fn() -> ArgsVTable,
 ) -> TaskDef {
-    TaskDef::new(name, fn_path, file, line, runner, args)
+    TaskDef {
+        name,
+        fn_path,
+        file,
+        line,
+        runner,
+        args,
+    }
 }
 
 /// Implemented by every type that can be a task argument. Exists so a

@@ -2,10 +2,9 @@
 //! from nested scopes, each with the policies it was enqueued under, until
 //! the scope ends.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::intent::{Intent, IntentId};
+use crate::intent::{tick, Intent, IntentId};
 use crate::policy::chain::PolicyLink;
 use crate::spares::{self, Spares};
 
@@ -23,18 +22,14 @@ pub(crate) type Chain = Option<Arc<PolicyLink>>;
 #[derive(Default)]
 pub(crate) struct Buffer {
     intents: Vec<Intent>,
-    /// `order[k]`: when `intents[k]` was buffered, on a clock shared by
-    /// every scope, so a nested scope that ran beside its parent's own code
-    /// (`join!`) merges into the parent in enqueue order. Not the intent's
-    /// id: an intent may be built long before it is enqueued.
+    /// `order[k]`: when `intents[k]` was buffered, on the clock intent ids
+    /// are drawn from (`intent::tick`), shared by every scope, so a nested
+    /// scope that ran beside its parent's own code (`join!`) merges into the
+    /// parent in enqueue order. It is the intent's id only for an intent
+    /// built as it is buffered ([`push_with`](Self::push_with)): another may
+    /// be built long before it is enqueued.
     order: Vec<u64>,
     chains: Chains,
-}
-
-/// The next tick of the clock [`Buffer::order`] reads.
-fn tick() -> u64 {
-    static CLOCK: AtomicU64 = AtomicU64::new(0);
-    CLOCK.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The chain of each intent of a buffer, stored once per run of intents
@@ -71,6 +66,13 @@ impl Chains {
         }
     }
 
+    /// The chain of `intent`, one of `intents` (the intents these chains
+    /// belong to), found by id.
+    pub(crate) fn of(&self, intents: &[Intent], intent: &Intent) -> Option<&Chain> {
+        let k = intents.iter().position(|i| i.id() == intent.id())?;
+        Some(self.at(k))
+    }
+
     /// Whether no intent has a policy to pass.
     pub(crate) fn none(&self) -> bool {
         self.runs.iter().all(|(_, chain)| chain.is_none())
@@ -94,33 +96,39 @@ impl Buffer {
     /// Appends `intent`, buffered at `at` on the shared clock (it keeps
     /// the time it was first buffered when a nested scope hands it up).
     pub(crate) fn push_at(&mut self, intent: Intent, chain: &Chain, at: u64) {
-        if self.intents.capacity() == 0 {
-            self.intents = spares::take(&SPARE_INTENTS);
-            self.order = spares::take(&SPARE_ORDER);
-        }
-        self.chains.push(self.intents.len(), chain);
+        self.note_next(chain);
         self.intents.push(intent);
         self.order.push(at);
     }
 
-    /// Appends the intent `make` builds, with `chain`; returns its id.
-    /// Building it only once there is room lets the compiler write it
-    /// straight into the vector (see [`enqueue_new`](crate::enqueue)).
-    #[inline]
-    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent, chain: &Chain) -> IntentId {
+    /// Notes the chain of the intent about to be pushed, first giving an
+    /// unused buffer its storage (spare, if this thread has some).
+    fn note_next(&mut self, chain: &Chain) {
         if self.intents.capacity() == 0 {
             self.intents = spares::take(&SPARE_INTENTS);
             self.order = spares::take(&SPARE_ORDER);
         }
         self.chains.push(self.intents.len(), chain);
-        self.order.push(tick());
+    }
+
+    /// Appends the intent `make` builds, which must be a new one (its id is
+    /// taken as the time it was buffered), with `chain`; returns its id.
+    /// Building it only once there is room lets the compiler write it
+    /// straight into the vector (see [`enqueue_new`](crate::enqueue)).
+    #[inline]
+    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> Intent, chain: &Chain) -> IntentId {
+        self.note_next(chain);
         // With room known, the compiler writes the intent in place.
         if self.intents.len() < self.intents.capacity() {
             self.intents.push(make());
         } else {
             self.push_growing(make());
         }
-        self.intents.last().expect("just pushed").id()
+        // Built just now, its id was drawn from the buffering clock at this
+        // moment: it serves as the time it was buffered (no second draw).
+        let id = self.intents.last().expect("just pushed").id();
+        self.order.push(id.get());
+        id
     }
 
     #[cold]
@@ -180,8 +188,7 @@ impl Buffer {
 
     /// The chain of `intent`, one of the buffered ones (found by id).
     pub(crate) fn chain_of(&self, intent: &Intent) -> Option<&Chain> {
-        let k = self.intents.iter().position(|i| i.id() == intent.id())?;
-        Some(self.chains.at(k))
+        self.chains.of(&self.intents, intent)
     }
 
     /// The intents, with when each was buffered and its chain, in order.

@@ -18,12 +18,20 @@ use crate::task::{ArgsError, ErasedArgs, Task, TaskDef};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IntentId(u64);
 
+/// The process's one clock of intent events: ids are drawn from it, and so
+/// is the time a buffer notes for an intent it takes (see `buffer.rs`), so
+/// the two compare.
+#[inline]
+pub(crate) fn tick() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl IntentId {
     /// The next id of the process.
     #[inline]
     fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        IntentId(NEXT.fetch_add(1, Ordering::Relaxed))
+        IntentId(tick())
     }
 
     /// The numeric value.

@@ -63,37 +63,20 @@ pub struct ArgsVTable {
 ///
 /// One `static` per `#[airlock::task]`; reach it with `my_task::TASK` or
 /// [`Registry::get`](crate::Registry::get).
+///
+/// Built only by generated code, through `__private::task_def`.
 pub struct TaskDef {
-    name: &'static str,
-    fn_path: &'static str,
-    file: &'static str,
-    line: u32,
-    runner: Runner,
+    pub(crate) name: &'static str,
+    pub(crate) fn_path: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+    pub(crate) runner: Runner,
     // A getter, not the table itself: the generated code picks the functions
     // with method resolution, which is not allowed in a `static` initializer.
-    args: fn() -> ArgsVTable,
+    pub(crate) args: fn() -> ArgsVTable,
 }
 
 impl TaskDef {
-    /// What `#[airlock::task]` generates, through `__private::task_def`.
-    pub(crate) const fn new(
-        name: &'static str,
-        fn_path: &'static str,
-        file: &'static str,
-        line: u32,
-        runner: Runner,
-        args: fn() -> ArgsVTable,
-    ) -> Self {
-        TaskDef {
-            name,
-            fn_path,
-            file,
-            line,
-            runner,
-            args,
-        }
-    }
-
     /// The stable name the task is registered and dispatched under.
     pub fn name(&self) -> &'static str {
         self.name

@@ -50,8 +50,7 @@ impl<R> Captured<R> {
     }
 
     fn chain_of(&self, intent: &Intent) -> Option<&Chain> {
-        let k = self.intents.iter().position(|i| i.id() == intent.id())?;
-        Some(self.chains.at(k))
+        self.chains.of(&self.intents, intent)
     }
 
     /// The policies of the `with_policy` blocks `intent` (one of
